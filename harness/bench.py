@@ -233,6 +233,16 @@ def save_baseline(suite: Suite, path: Path = BENCH_BASELINE) -> Path:
     return path
 
 
+def merge_into_baseline(old: Suite, current: Suite) -> Suite:
+    """``old`` with the benchmarks of a partial run (``--quick`` or ``-k``) replaced by ``current``.
+
+    Figures are normalised, so entries measured in different runs stay comparable.
+    """
+    figures = {**old.figures, **current.figures}
+    return Suite(figures=figures, reference_s=current.reference_s, statistic=current.statistic,
+                 quick=False, meta=current.meta)
+
+
 def compare(baseline: Suite, current: Suite, threshold: float = DEFAULT_THRESHOLD) -> Comparison:
     """Compare normalised figures. A figure more than ``threshold`` above the baseline regressed.
 

@@ -232,10 +232,11 @@ def validate(raw: dict, path: Path, err: _Errors, workers: int = 1,
 
 
 def _integer(value: Any, key: str, err: _Errors, lo: int, hi: int) -> int:
+    want = f"an integer >= {lo}" if hi >= 2**62 else f"an integer in [{lo}, {hi}]"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise err(key, f"an integer in [{lo}, {hi}]", _typed(value))
+        raise err(key, want, _typed(value))
     if not lo <= value <= hi:
-        raise err(key, f"an integer in [{lo}, {hi}]", show(value))
+        raise err(key, want, show(value))
     return value
 
 

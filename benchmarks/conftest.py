@@ -82,8 +82,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path, parent):  # noqa: ANN001 - pytest hook signature
-    """Collect ``bench_*.py`` unless python_files already matches them."""
+    """Collect ``bench_*.py`` unless pytest already does (python_files, or named on the line)."""
     if file_path.suffix != ".py" or not file_path.name.startswith("bench_"):
+        return None
+    if parent.session.isinitpath(file_path):
         return None
     patterns = parent.config.getini("python_files")
     if any(fnmatch.fnmatch(file_path.name, p) for p in patterns):

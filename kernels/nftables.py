@@ -1,0 +1,471 @@
+"""kube-proxy's nftables mode (spec B.3) with its sets and verdict maps as real hash tables.
+
+Table ``ip kube-proxy`` as kube-proxy writes it, per NEW packet (counted: rules evaluated,
+jumps/gotos, set or map lookups, and hash probes inside the lookups):
+
+* filter-prerouting: ``ct state new jump firewall-check``; firewall-check:
+  ``ip daddr . meta l4proto . th dport vmap @firewall-ips`` (→ ``firewall-…`` chain:
+  ``ip saddr != { ranges } drop``).
+* nat-prerouting: ``jump services``; ``services`` = 2 rules: (1) ``ip daddr . meta l4proto .
+  th dport vmap @service-ips``, (2) ``fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto .
+  th dport vmap @service-nodeports`` (the map is consulted only when the fib says local).
+* ``service-…`` chain: masquerade rule (``ip saddr != <pod CIDR> jump mark-for-masquerade``),
+  ClientIP affinity rules (one per endpoint, each a lookup in its ``affinity-…`` set), then ONE
+  rule ``numgen random mod N vmap { 0 : goto endpoint-0, … }``; numgen value =
+  ``reciprocal_scale(random u32, N)`` (spec C.2).
+* ``endpoint-…`` chain: ``ip saddr <ep> jump mark-for-masquerade``, (affinity: ``update
+  @affinity-…``), ``meta l4proto <p> dnat to ep:port``.
+* ``external-…`` chain (NodePort, external and LB IPs): ``jump mark-for-masquerade``, ``goto
+  service-…``. externalTrafficPolicy: Local is modelled with the same two rules (a documented
+  simplification: the Local chain's extra short-circuit rules are not modelled).
+* nat-postrouting: ``jump masquerading``: ``meta mark & 0x4000 == 0 return``; if marked, mark
+  reset and ``masquerade fully-random``.
+* filter-forward (routed) / filter-input (local): ``ct state new jump service-endpoints-check``
+  (``vmap @no-endpoint-services``), filter-forward also ``jump cluster-ips-check``
+  (``ip daddr @cluster-ips reject``), filter-input also ``nodeport-endpoints-check``
+  (``vmap @no-endpoint-nodeports``).
+
+Set backends (spec C.2, inferred from nft_select_set_ops, unconfirmed for what knftables
+passes): named maps/sets with no declared size select **rhash** — kernel rhashtable, jhash over
+the key with a random seed, bucket = hash & (size − 1), size a power of two that starts from the
+element hint 3 (→ 4 buckets) and doubles while elements > 3/4 of the buckets (rhashtable's grow
+rule); concatenated keys are padded to 32-bit registers (ipv4 . proto . port = 3 words). The
+anonymous ``numgen`` vmap has a 4-byte key and a known size → **hash_fast**: buckets =
+roundup_pow_of_two(N·4/3), bucket = reciprocal_scale(jhash_1word(key, seed), buckets). Chains
+are newest-first. Probe = bucket head read + one per element compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from kernels.cluster import Cluster
+
+M32 = 0xFFFFFFFF
+JHASH_INITVAL = 0xDEADBEEF
+RHASH_ELEMENT_HINT = 3
+RHASH_MIN_SIZE = 4
+
+BASE_CHAIN_RULES = {
+    "filter-prerouting": 1, "filter-input": 2, "filter-forward": 2, "filter-output": 2,
+    "filter-output-post-dnat": 1, "nat-prerouting": 1, "nat-output": 1, "nat-postrouting": 1,
+    "services": 2, "masquerading": 3, "mark-for-masquerade": 1, "firewall-check": 1,
+    "service-endpoints-check": 1, "nodeport-endpoints-check": 1, "cluster-ips-check": 2,
+    "reject-chain": 1,
+}
+"""Rules of kube-proxy's fixed chains (spec B.3)."""
+
+CH_SERVICE, CH_EXTERNAL, CH_FIREWALL = 0, 1, 2
+
+
+@njit(cache=True)
+def _rol32(x, k):
+    return ((x << k) | (x >> (32 - k))) & M32
+
+
+@njit(cache=True)
+def _jhash_final(a, b, c):
+    c ^= b
+    c = (c - _rol32(b, 14)) & M32
+    a ^= c
+    a = (a - _rol32(c, 11)) & M32
+    b ^= a
+    b = (b - _rol32(a, 25)) & M32
+    c ^= b
+    c = (c - _rol32(b, 16)) & M32
+    a ^= c
+    a = (a - _rol32(c, 4)) & M32
+    b ^= a
+    b = (b - _rol32(a, 14)) & M32
+    c ^= b
+    c = (c - _rol32(b, 24)) & M32
+    return c
+
+
+@njit(cache=True)
+def _jhash_nwords(w0, w1, w2, n, initval):
+    """jhash2 over n <= 3 words (= jhash_1word / jhash over 4·n bytes)."""
+    a = (JHASH_INITVAL + (n << 2) + initval) & M32
+    b = a
+    c = a
+    if n == 3:
+        c = (c + w2) & M32
+    if n >= 2:
+        b = (b + w1) & M32
+    a = (a + w0) & M32
+    return _jhash_final(a, b, c)
+
+
+def rhash_buckets(elements: int) -> int:
+    """rhashtable size after growth: from the hint 3 (4 buckets), doubling past 75 % load."""
+    size = max(RHASH_MIN_SIZE, 1 << int(np.ceil(np.log2(RHASH_ELEMENT_HINT * 4 / 3))))
+    while elements > size * 3 // 4:
+        size *= 2
+    return size
+
+
+def hash_fast_buckets(size: int) -> int:
+    """nft_hash_buckets: roundup_pow_of_two(size · 4 / 3)."""
+    return 1 << int(np.ceil(np.log2(max(size * 4 // 3, 1))))
+
+
+@njit(cache=True)
+def _rhash_build(keys, nwords, seed, nbuckets):
+    head = np.full(nbuckets, -1, dtype=np.int64)
+    nxt = np.full(keys.shape[0], -1, dtype=np.int64)
+    for i in range(keys.shape[0]):
+        b = _jhash_nwords(keys[i, 0], keys[i, 1], keys[i, 2], nwords, seed) & (nbuckets - 1)
+        nxt[i] = head[b]
+        head[b] = i
+    return head, nxt
+
+
+@njit(cache=True)
+def _rhash_lookup(head, nxt, keys, vals, nwords, seed, w0, w1, w2):
+    """(value or -1, probes)."""
+    i = head[_jhash_nwords(w0, w1, w2, nwords, seed) & (head.shape[0] - 1)]
+    probes = 1
+    while i >= 0:
+        probes += 1
+        if keys[i, 0] == w0 and keys[i, 1] == w1 and keys[i, 2] == w2:
+            return vals[i], probes
+        i = nxt[i]
+    return -1, probes
+
+
+@dataclass(frozen=True)
+class RHash:
+    """A named nft set/map on the rhash backend; ``vals`` = verdict target (chain) per element."""
+
+    keys: np.ndarray  # int64[N, 3]
+    vals: np.ndarray  # int64[N]
+    nwords: int
+    seed: int
+    head: np.ndarray
+    nxt: np.ndarray
+
+    @property
+    def elements(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def buckets(self) -> int:
+        return int(self.head.shape[0])
+
+    def args(self):
+        return self.head, self.nxt, self.keys, self.vals, self.nwords, self.seed
+
+
+def build_rhash(keys: np.ndarray, vals: np.ndarray, nwords: int, seed: int) -> RHash:
+    keys = np.ascontiguousarray(keys, dtype=np.int64).reshape(-1, 3)
+    head, nxt = _rhash_build(keys, nwords, seed & M32, rhash_buckets(keys.shape[0]))
+    return RHash(keys, np.ascontiguousarray(vals, dtype=np.int64), nwords, seed & M32, head, nxt)
+
+
+@njit(cache=True)
+def _numgen_maps_build(n_per, bptr, eptr, seeds, total_buckets):
+    """Per service chain: hash_fast vmap {0..n-1 : endpoint}; flat head/next arrays."""
+    head = np.full(total_buckets, -1, dtype=np.int64)
+    nxt = np.full(eptr[-1], -1, dtype=np.int64)
+    for s in range(n_per.shape[0]):
+        nb = bptr[s + 1] - bptr[s]
+        for j in range(n_per[s]):
+            b = bptr[s] + ((_jhash_nwords(j, 0, 0, 1, seeds[s]) * nb) >> 32)
+            e = eptr[s] + j
+            nxt[e] = head[b]
+            head[b] = e
+    return head, nxt
+
+
+@dataclass(frozen=True)
+class NftTables:
+    """Everything the nftables kernel reads (built by :func:`build_tables`)."""
+
+    service_ips: RHash  # addr . proto . port -> chain
+    service_nodeports: RHash  # proto . port -> chain
+    firewall_ips: RHash  # addr . proto . port -> firewall chain
+    no_endpoint_services: RHash
+    no_endpoint_nodeports: RHash
+    cluster_ips: RHash  # set of addr
+    chain_kind: np.ndarray  # int64[C]: CH_SERVICE / CH_EXTERNAL / CH_FIREWALL
+    chain_port: np.ndarray  # int64[C]: service port index
+    svc_chain: np.ndarray  # int64[P]: service chain of each port (-1 none)
+    ng_bptr: np.ndarray  # int64[P+1] numgen map buckets of each port
+    ng_eptr: np.ndarray  # int64[P+1] numgen map elements of each port
+    ng_seed: np.ndarray
+    ng_head: np.ndarray
+    ng_next: np.ndarray
+    ep_of_port: np.ndarray  # int64[P] first endpoint index of the port's Service
+    port_affinity: np.ndarray  # bool[P]
+    local_addrs: np.ndarray  # sorted node addresses (fib daddr type local)
+    pod_net: int
+    pod_mask: int
+    rules_total: int
+    chains_total: int
+
+    @property
+    def elements_total(self) -> int:
+        named = sum(m.elements for m in (self.service_ips, self.service_nodeports,
+                                         self.firewall_ips, self.no_endpoint_services,
+                                         self.no_endpoint_nodeports, self.cluster_ips))
+        return int(named + self.ng_eptr[-1])
+
+    @property
+    def buckets_total(self) -> int:
+        named = sum(m.buckets for m in (self.service_ips, self.service_nodeports,
+                                        self.firewall_ips, self.no_endpoint_services,
+                                        self.no_endpoint_nodeports, self.cluster_ips))
+        return int(named + self.ng_bptr[-1])
+
+
+def build_tables(cluster: Cluster, *, masquerade_rule: bool = True, seed: int = 0) -> NftTables:
+    """Program ``cluster`` as kube-proxy's nftables proxier does (spec B.3)."""
+    rng = np.random.default_rng(seed)
+    n_ports = cluster.n_ports
+    psvc = np.repeat(np.arange(cluster.n_services), np.diff(cluster.port_ptr))
+    n_ep = np.diff(cluster.ep_ptr)[psvc]
+    has_ep = n_ep > 0
+    proto = cluster.port_proto.astype(np.int64)
+    port = cluster.port_port.astype(np.int64)
+    nodeport = cluster.port_nodeport.astype(np.int64)
+    ext_counts = np.diff(cluster.extip_ptr)[psvc] + np.diff(cluster.lb_ptr)[psvc]
+    has_ext = (ext_counts > 0) | (nodeport > 0)
+    has_fw = np.diff(cluster.src_ptr)[psvc] > 0
+    # chains: service chain per port with endpoints, external chain, firewall chain
+    svc_chain = np.where(has_ep, np.arange(n_ports), -1)
+    ext_chain = np.where(has_ext & has_ep, n_ports + np.arange(n_ports), -1)
+    fw_chain = np.where(has_fw & has_ep, 2 * n_ports + np.arange(n_ports), -1)
+    chain_kind = np.repeat(np.array([CH_SERVICE, CH_EXTERNAL, CH_FIREWALL]), n_ports)
+    chain_port = np.tile(np.arange(n_ports), 3)
+    order = cluster.port_order  # sync order = element insertion order
+
+    def elems(ptr, ips):
+        counts = np.diff(ptr)[psvc]
+        pidx = np.repeat(np.arange(n_ports), counts)
+        sub = np.arange(pidx.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
+        return pidx, ips[ptr[psvc][pidx] + sub].astype(np.int64)
+
+    rank = np.empty(n_ports, np.int64)
+    rank[order] = np.arange(n_ports)
+    cip = cluster.svc_cluster_ip[psvc].astype(np.int64)
+    e_p, e_ip = elems(cluster.extip_ptr, cluster.extip_ip)
+    l_p, l_ip = elems(cluster.lb_ptr, cluster.lb_ip)
+    all_p = np.concatenate([np.arange(n_ports), e_p, l_p])
+    all_ip = np.concatenate([cip, e_ip, l_ip])
+    all_kind = np.concatenate([np.zeros(n_ports, np.int64), np.ones(e_p.size + l_p.size,
+                                                                    np.int64)])
+    srt = np.lexsort((all_kind, rank[all_p]))
+    all_p, all_ip, all_kind = all_p[srt], all_ip[srt], all_kind[srt]
+    key3 = np.stack([all_ip, proto[all_p], port[all_p]], axis=1)
+    target = np.where(all_kind == 0, svc_chain[all_p], ext_chain[all_p])
+    ok = has_ep[all_p]
+    lb_fw = (all_kind == 1) & has_fw[all_p] & ok
+    seeds = rng.integers(0, 2**32, size=7)
+    service_ips = build_rhash(key3[ok], np.where(lb_fw, ext_chain[all_p], target)[ok], 3,
+                              int(seeds[0]))
+    firewall_ips = build_rhash(key3[lb_fw], fw_chain[all_p][lb_fw], 3, int(seeds[1]))
+    no_ep = build_rhash(key3[~ok], np.full(int((~ok).sum()), -1), 3, int(seeds[2]))
+    np_ports = np.nonzero(nodeport > 0)[0]
+    np_ports = np_ports[np.argsort(rank[np_ports])]
+    np_keys = np.stack([proto[np_ports], nodeport[np_ports], np.zeros(np_ports.size,
+                                                                       np.int64)], axis=1)
+    np_ok = has_ep[np_ports]
+    service_nodeports = build_rhash(np_keys[np_ok], ext_chain[np_ports][np_ok], 2,
+                                    int(seeds[3]))
+    no_ep_np = build_rhash(np_keys[~np_ok], np.full(int((~np_ok).sum()), -1), 2,
+                           int(seeds[4]))
+    cips = np.unique(cip)
+    cluster_ips = build_rhash(np.stack([cips, np.zeros_like(cips), np.zeros_like(cips)], 1),
+                              np.zeros(cips.size, np.int64), 1, int(seeds[5]))
+    # numgen maps
+    ng_n = np.where(has_ep, n_ep, 0).astype(np.int64)
+    nb = np.array([hash_fast_buckets(int(n)) if n else 0 for n in np.unique(ng_n)])
+    nb_of = dict(zip(np.unique(ng_n).tolist(), nb.tolist(), strict=True))
+    ng_nb = np.array([nb_of[int(n)] for n in ng_n], dtype=np.int64) if n_ports else np.zeros(
+        0, np.int64)
+    ng_bptr = np.concatenate([[0], np.cumsum(ng_nb)]).astype(np.int64)
+    ng_eptr = np.concatenate([[0], np.cumsum(ng_n)]).astype(np.int64)
+    ng_seed = rng.integers(0, 2**32, size=n_ports).astype(np.int64)
+    ng_head, ng_next = _numgen_maps_build(ng_n, ng_bptr, ng_eptr, ng_seed, int(ng_bptr[-1]))
+    # rule and chain totals
+    aff = cluster.svc_affinity[psvc]
+    masq = 1 if masquerade_rule else 0
+    svc_rules = np.where(has_ep, masq + np.where(aff, n_ep, 0) + 1, 0)
+    ep_rules = np.where(has_ep, n_ep * np.where(aff, 3, 2), 0)
+    rules_total = int(sum(BASE_CHAIN_RULES.values()) + svc_rules.sum() + ep_rules.sum()
+                      + 2 * (ext_chain >= 0).sum() + (fw_chain >= 0).sum())
+    chains_total = int(len(BASE_CHAIN_RULES) + has_ep.sum() + np.where(has_ep, n_ep, 0).sum()
+                       + (ext_chain >= 0).sum() + (fw_chain >= 0).sum())
+    pod_net, pod_mask = cluster.cluster_cidr
+    return NftTables(
+        service_ips=service_ips, service_nodeports=service_nodeports, firewall_ips=firewall_ips,
+        no_endpoint_services=no_ep, no_endpoint_nodeports=no_ep_np, cluster_ips=cluster_ips,
+        chain_kind=chain_kind, chain_port=chain_port, svc_chain=svc_chain.astype(np.int64),
+        ng_bptr=ng_bptr, ng_eptr=ng_eptr, ng_seed=ng_seed, ng_head=ng_head, ng_next=ng_next,
+        ep_of_port=cluster.ep_ptr[psvc].astype(np.int64), port_affinity=aff.astype(np.bool_),
+        local_addrs=np.unique(cluster.node_ips.astype(np.int64)),
+        pod_net=int(pod_net), pod_mask=int(pod_mask), rules_total=rules_total,
+        chains_total=chains_total,
+    )
+
+
+@njit(cache=True)
+def _is_local(local, addr):
+    i = np.searchsorted(local, addr)
+    return i < local.shape[0] and local[i] == addr
+
+
+@njit(cache=True)
+def _first_packets(
+    saddr, daddr, dport, proto, seed,
+    si_h, si_n, si_k, si_v, si_w, si_s, sn_h, sn_n, sn_k, sn_v, sn_w, sn_s,
+    fw_h, fw_n, fw_k, fw_v, fw_w, fw_s, ne_h, ne_n, ne_k, ne_v, ne_w, ne_s,
+    nn_h, nn_n, nn_k, nn_v, nn_w, nn_s, ci_h, ci_n, ci_k, ci_v, ci_w, ci_s,
+    chain_kind, chain_port, svc_chain, ng_bptr, ng_eptr, ng_seed, ng_head, ng_next,
+    ep_of_port, port_aff, local, pod_net, pod_mask, masq_rule,
+):
+    np.random.seed(seed)
+    n = saddr.shape[0]
+    rules = np.zeros(n, dtype=np.int64)
+    jumps = np.zeros(n, dtype=np.int64)
+    lookups = np.zeros(n, dtype=np.int64)
+    probes = np.zeros(n, dtype=np.int64)
+    dest = np.full(n, -1, dtype=np.int64)
+    for k in range(n):
+        a, p, pr = daddr[k], dport[k], proto[k]
+        r = 0
+        jp = 0
+        lk = 0
+        pb = 0
+        masq = False
+        # filter-prerouting -> firewall-check
+        r += 2
+        jp += 1
+        lk += 1
+        fwc, q = _rhash_lookup(fw_h, fw_n, fw_k, fw_v, fw_w, fw_s, a, pr, p)
+        pb += q
+        if fwc >= 0:
+            r += 1  # ip saddr != { ranges } drop
+            jp += 1
+            lk += 1
+        # nat-prerouting -> services
+        r += 2
+        jp += 1
+        lk += 1
+        c, q = _rhash_lookup(si_h, si_n, si_k, si_v, si_w, si_s, a, pr, p)
+        pb += q
+        is_loc = _is_local(local, a)
+        if c < 0:
+            r += 1
+            if is_loc:
+                lk += 1
+                c, q = _rhash_lookup(sn_h, sn_n, sn_k, sn_v, sn_w, sn_s, pr, p, 0)
+                pb += q
+        if c >= 0:
+            jp += 1
+            if chain_kind[c] == CH_EXTERNAL:
+                r += 3  # jump mark-for-masquerade (+ its rule), goto service chain
+                jp += 2
+                masq = True
+                c = svc_chain[chain_port[c]]
+            sp = chain_port[c]
+            if masq_rule:
+                r += 1
+                if (saddr[k] & pod_mask) != pod_net:
+                    r += 1
+                    jp += 1
+                    masq = True
+            nep = ng_eptr[sp + 1] - ng_eptr[sp]
+            if port_aff[sp]:
+                r += nep
+                lk += nep
+            # numgen random mod N vmap {...}
+            r += 1
+            lk += 1
+            v = (np.random.randint(0, 2**32) * nep) >> 32
+            nb = ng_bptr[sp + 1] - ng_bptr[sp]
+            i = ng_head[ng_bptr[sp] + ((_jhash_nwords(v, 0, 0, 1, ng_seed[sp]) * nb) >> 32)]
+            pb += 1
+            while i >= 0:
+                pb += 1
+                if i - ng_eptr[sp] == v:
+                    break
+                i = ng_next[i]
+            jp += 1
+            dest[k] = ep_of_port[sp] + v
+            r += 2  # endpoint chain: hairpin masquerade check, dnat
+            if port_aff[sp]:
+                r += 1
+            is_loc = False
+        # filter input (local) / forward (routed): endpoint and cluster-IP checks
+        r += 2
+        jp += 1
+        lk += 1
+        _, q = _rhash_lookup(ne_h, ne_n, ne_k, ne_v, ne_w, ne_s, a, pr, p)
+        pb += q
+        if is_loc:
+            r += 2
+            jp += 1
+            lk += 1
+            _, q = _rhash_lookup(nn_h, nn_n, nn_k, nn_v, nn_w, nn_s, pr, p, 0)
+            pb += q
+        else:
+            r += 2
+            jp += 1
+            lk += 1
+            _, q = _rhash_lookup(ci_h, ci_n, ci_k, ci_v, ci_w, ci_s, a, 0, 0)
+            pb += q
+            # nat-postrouting -> masquerading
+            r += 2
+            jp += 1
+            if masq:
+                r += 2
+        rules[k] = r
+        jumps[k] = jp
+        lookups[k] = lk
+        probes[k] = pb
+    return rules, jumps, lookups, probes, dest
+
+
+def first_packets(tables: NftTables, saddr, daddr, dport, proto, seed: int,
+                  masquerade_rule: bool = True) -> dict[str, np.ndarray]:
+    """Count the work of the first packet of each connection in nftables mode.
+
+    Returns per-packet int64 arrays ``rules``, ``jumps`` (jump/goto), ``lookups`` (set and
+    verdict-map lookups), ``probes`` (hash probes inside them) and ``dest`` (endpoint index or
+    -1). The numgen draw uses ``seed``. Endpoint-chain probes happen after DNAT, so the filter
+    checks look up the pre-DNAT key (a documented simplification; they miss either way).
+    """
+    arrs = [np.ascontiguousarray(x, dtype=np.int64) for x in (saddr, daddr, dport, proto)]
+    if any(x.shape != arrs[0].shape for x in arrs):
+        raise ValueError("packets: expected 1-D arrays of one length")
+    t = tables
+    out = _first_packets(
+        *arrs, seed, *t.service_ips.args(), *t.service_nodeports.args(),
+        *t.firewall_ips.args(), *t.no_endpoint_services.args(),
+        *t.no_endpoint_nodeports.args(), *t.cluster_ips.args(), t.chain_kind, t.chain_port,
+        t.svc_chain, t.ng_bptr, t.ng_eptr, t.ng_seed, t.ng_head, t.ng_next, t.ep_of_port,
+        t.port_affinity, t.local_addrs, t.pod_net, t.pod_mask, masquerade_rule,
+    )
+    return dict(zip(("rules", "jumps", "lookups", "probes", "dest"), out, strict=True))
+
+
+@njit(cache=True)
+def _dispatch(head, nxt, keys, vals, nwords, seed, daddr, dport, proto):
+    n = daddr.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    pb = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        out[k], pb[k] = _rhash_lookup(head, nxt, keys, vals, nwords, seed, daddr[k], proto[k],
+                                      dport[k])
+    return out, pb
+
+
+def dispatch(tables: NftTables, daddr, dport, proto) -> tuple[np.ndarray, np.ndarray]:
+    """The ``services`` chain's service-ips lookup only: (target chain or -1, probes)."""
+    return _dispatch(*tables.service_ips.args(), np.ascontiguousarray(daddr, dtype=np.int64),
+                     np.ascontiguousarray(dport, dtype=np.int64),
+                     np.ascontiguousarray(proto, dtype=np.int64))

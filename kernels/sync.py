@@ -45,7 +45,9 @@ What is modelled (spec B.1 syncing, B.2, B.3 "Sync"):
   initially full) admits a run; a run request (one per change: ``proxier.Sync() → Run()``,
   a channel of capacity 1, so requests coalesce) that is refused
   re-arms the timer to ``min(minInterval − (now − lastRun), timer remaining)`` where ``lastRun``
-  is the END of the previous run; after each run the timer is re-armed to ``maxInterval``. The
+  is the END of the previous run; after each run the timer is re-armed to ``maxInterval``.
+  So admitted runs are spaced by the bucket (start to start), the timer path by completion.
+  The
   function runs synchronously in the loop, so requests made during a run are served when it
   ends. ``syncProxyRules`` reads the change trackers when it starts, so a change is programmed
   at the END of the first sync that STARTS at or after it (the network-programming latency,
@@ -230,11 +232,12 @@ def iptables_service_sizes(
     * ``svc_rules``: rules in the Service's own chains (KUBE-SVC/SEP/EXT/FW), written on a
       partial sync only when the Service changed. Per service port with ``n > 0`` endpoints:
       SVC ``masq + n`` (+``n`` affinity), SEPs ``2n``; EXT ``2`` for NodePort/LoadBalancer;
-      FW ``#ranges`` for LB source ranges.
+      FW ``#ranges + 1`` for LB source ranges.
     * ``svc_chains``: those chains: ``1 + n`` per port, +1 EXT, +1 FW.
     * ``top_rules``: rules the Service adds to top-level chains, rewritten on every sync:
       KUBE-SERVICES 1 per port + 1 per external/LB IP, KUBE-NODEPORTS 1 per NodePort port; with
-      no endpoints instead filter REJECTs: 1 per port + external/LB IPs, +1 per NodePort port.
+      no endpoints instead filter REJECTs: 1 per port + external/LB IPs, +1 per NodePort port;
+      KUBE-PROXY-FIREWALL one DROP per LB IP of a Service with source ranges.
     * ``nat_rules_per_port``: nat rules per service port = ``3n + 2`` with the masquerade rule
       (spec B.1 "Per service port … = 3n + 2").
 
@@ -262,13 +265,15 @@ def iptables_service_sizes(
     svc_chain_rules = masq + eps + aff * eps
     sep_rules = 2 * eps
     ext_rules = np.where(has_np | (ext > 0) | (lbs > 0), 2, 0)
-    fw_rules = np.where(rng > 0, rng, 0)
+    # KUBE-FW-X: one rule per source range, then a comment-only "other traffic … will be dropped
+    # by KUBE-PROXY-FIREWALL" rule (LB-IP rules for a node inside a range are not counted).
+    fw_rules = np.where(rng > 0, rng + 1, 0)
     per_port_rules = svc_chain_rules + sep_rules + ext_rules + fw_rules
     per_port_chains = 1 + eps + (ext_rules > 0) + (fw_rules > 0)
     svc_rules = np.where(live, prt * per_port_rules, 0)
     svc_chains = np.where(live, prt * per_port_chains, 0)
     # live: KUBE-SERVICES jumps + KUBE-NODEPORTS; no endpoints: the same number of REJECTs.
-    top_rules = prt * (1 + ext + lbs + has_np)
+    top_rules = prt * (1 + ext + lbs + has_np + np.where(live & (rng > 0), lbs, 0))
     return {
         "svc_rules": svc_rules.astype(np.int64),
         "svc_chains": svc_chains.astype(np.int64),
@@ -744,3 +749,68 @@ def sync_ops_once(
         ops,
     )
     return ops
+
+
+NPL_SLO_S = 30.0
+"""Kubernetes scalability SLO for network programming latency: p99 <= 30 s
+(kubernetes/community sig-scalability/slos/network_programming_latency.md)."""
+
+
+def summarize_sync(
+    result: dict[str, np.ndarray],
+    arrivals: np.ndarray,
+    horizon: float,
+    t_end: float,
+    rate: float,
+    keeps_up_tolerance: float = 0.05,
+) -> dict[str, float | bool | int]:
+    """Scalar metrics of one simulated sync loop (seconds unless named otherwise).
+
+    Syncs count if they start before ``horizon``. NPL of a change not programmed by ``t_end``
+    is censored at ``t_end − arrival`` (a lower bound); ``npl_censored_frac`` says how many.
+    ``backlog_slope`` is the least-squares slope (changes/s) of the arrived-but-unprogrammed
+    count at each sync start over time; ``keeps_up`` holds when that slope is at most
+    ``keeps_up_tolerance × rate`` and nothing is censored. ``saturated``: syncing takes at least
+    95 % of a core.
+    """
+    arrivals = np.asarray(arrivals, dtype=np.float64)
+    done = result["done_t"]
+    censored = np.isnan(done)
+    npl = np.where(censored, t_end - arrivals, done - arrivals)
+    start, dur = result["start"], result["duration"]
+    win = start < horizon
+    busy = np.clip(np.minimum(start + dur, horizon) - start, 0.0, None)[win].sum()
+    d = dur[win]
+    out: dict[str, float | bool | int] = {
+        "n_changes": int(arrivals.size),
+        "n_syncs": int(win.sum()),
+        "n_full_syncs": int(result["full"][win].sum()),
+        "sync_s_mean": float(d.mean()) if d.size else math.nan,
+        "sync_s_p50": float(np.percentile(d, 50)) if d.size else math.nan,
+        "sync_s_p99": float(np.percentile(d, 99)) if d.size else math.nan,
+        "sync_s_max": float(d.max()) if d.size else math.nan,
+        "sync_cpu_share": float(busy / horizon),
+        "changes_per_sync": float(result["count"][win].mean()) if d.size else math.nan,
+    }
+    for q in (50, 90, 99):
+        out[f"npl_s_p{q}"] = float(np.percentile(npl, q)) if npl.size else math.nan
+    out["npl_s_mean"] = float(npl.mean()) if npl.size else math.nan
+    out["npl_s_max"] = float(npl.max()) if npl.size else math.nan
+    out["npl_censored_frac"] = float(censored.mean()) if npl.size else 0.0
+    first = arrivals < horizon / 2
+    for name, mask in (("first_half", first), ("second_half", ~first)):
+        out[f"npl_s_p99_{name}"] = (
+            float(np.percentile(npl[mask], 99)) if mask.any() else math.nan
+        )
+    pend = result["pending"][win].astype(np.float64)
+    if win.sum() >= 3 and np.ptp(start[win]) > 0:
+        slope = float(np.polyfit(start[win], pend, 1)[0])
+    else:
+        slope = 0.0
+    out["backlog_slope"] = slope
+    programmed_by_h = np.sum(done <= horizon)
+    out["backlog_at_horizon"] = int(np.sum(arrivals < horizon) - programmed_by_h)
+    out["keeps_up"] = bool(slope <= keeps_up_tolerance * rate and not censored.any())
+    out["saturated"] = bool(out["sync_cpu_share"] >= 0.95)
+    out["meets_npl_slo"] = bool(out["npl_s_p99"] <= NPL_SLO_S)
+    return out

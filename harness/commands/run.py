@@ -9,7 +9,6 @@ from pathlib import Path
 
 from harness.config import load_calibration, load_experiment
 from harness.executors import executors, make_executor
-from harness.report import write_report
 from harness.store import RunStore, latest_run
 from harness.sweep import eta_hint, run_sweep
 
@@ -114,6 +113,8 @@ def main(args: argparse.Namespace) -> int:
             f"{store.path / 'manifest.json'}; after a fix: {_resume_command(args)}")
         return 1
     if experiment.report.auto and not args.no_report:
+        from harness.report import write_report  # matplotlib: import only when needed
+
         try:
             report = write_report(store.path, echo=say)
             say(f"kpbench: report {report}")

@@ -696,4 +696,5 @@ def load_save(path: str | Path, *, masq_mark: int = ipt.DEFAULT_MASQ_MARK) -> ip
         with p.open() as fh:
             return parse_save(fh, source=str(p), masq_mark=masq_mark)
     except OSError as exc:
-        raise UserError(f"{p}: expected a readable iptables-save dump, got {exc.strerror}") from None
+        msg = f"{p}: expected a readable iptables-save dump, got {exc.strerror}"
+        raise UserError(msg) from None

@@ -127,6 +127,13 @@ def write_report(run_dir: str | Path, echo: Callable[[str], None] | None = None)
                  "(its points are kept in points.parquet)")
             lines += [f"## {name}", "", f"_The report of this kind failed "
                       f"({type(exc).__name__}: {exc}); its points are in points.parquet._", ""]
+    listed = {f for _, f in figures}
+    others = sorted(p.name for p in plots.glob("*.png") if p.name not in listed)
+    if others:
+        lines += ["## Other figures", ""]
+        for name in others:
+            lines += [f"Figure {name} (written by a kind's report without a caption).", "",
+                      f"![{name}](plots/{name})", ""]
     out = run / "report.md"
     out.write_text("\n".join(lines).rstrip() + "\n")
     if options.get("html"):

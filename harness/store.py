@@ -171,10 +171,16 @@ class RunStore:
 
     def _load_journal(self) -> None:
         self.journal.mkdir(exist_ok=True)
-        for tmp in self.journal.glob(".*"):
-            tmp.unlink()
+        for tmp in [*self.journal.glob(".*"), *self.path.glob(".*.tmp*")]:
+            tmp.unlink()  # half-written files of a killed run: their rename never happened
         for file in self.journal.glob("*.json"):
-            row = json.loads(file.read_text())
+            try:
+                row = json.loads(file.read_text())
+            except ValueError:  # unreadable (e.g. lost in a power cut): run that point again
+                print(f"kpbench: warning: {file} unreadable; its point will run again",
+                      file=sys.stderr)
+                file.unlink()
+                continue
             self.rows[row["key"]] = row
 
     def begin(self, invocation: dict) -> None:

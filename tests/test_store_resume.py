@@ -192,3 +192,27 @@ def test_sigkill_at_many_moments(toy_kinds, tmp_path, kpbench_cmd):
     table, manifest = _table(out)
     assert manifest["status"] == "complete"
     assert sorted(table["n"]) == list(range(1, TOTAL + 1))
+
+
+def test_reopen_drops_half_written_and_unreadable_files(toy_kinds, tmp_path, capsys):
+    from harness.config import load_experiment
+    from harness.store import RunStore
+    from harness.sweep import run_task, tasks_for
+
+    cfg = tmp_path / "j.toml"
+    cfg.write_text("name='j'\nkind='toy'\n[grid]\nn=[1,2,3]\n")
+    exp = load_experiment(cfg)
+    store = RunStore.create(tmp_path / "r", exp, {})
+    tasks = tasks_for(exp)
+    store.add(run_task(tasks[0], {}))
+    store._lock.close()  # simulate the process dying without finish()
+    (store.journal / f".{tasks[1].key}.json.tmp123").write_text('{"key": "half')
+    (store.journal / f"{tasks[2].key}.json").write_text('{"key": "trunc')
+    (store.path / ".points.parquet.tmp99").write_text("junk")
+    again = RunStore.reopen(store.path, {})
+    assert again.done_keys() == {tasks[0].key}
+    assert "unreadable; its point will run again" in capsys.readouterr().err
+    assert not list(store.journal.glob(".*")) and not list(store.path.glob(".*.tmp*"))
+    again.finish("interrupted")
+    table, manifest = load_run(store.path)
+    assert len(table) == 1 and manifest["status"] == "interrupted"

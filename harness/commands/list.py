@@ -70,7 +70,10 @@ def main(args: argparse.Namespace) -> int:
     kinds = all_kinds()
     out: list[str] = []
     if args.what in (None, "experiments"):
-        out += [f"Experiments ({args.experiments}/):", *_experiments(Path(args.experiments)), ""]
+        folder = Path(args.experiments)
+        if not folder.is_dir() and args.experiments == "experiments":
+            folder = Path(__file__).resolve().parents[2] / "experiments"  # this checkout's
+        out += [f"Experiments ({folder}/):", *_experiments(folder), ""]
     if args.what in (None, "kinds"):
         out.append("Kinds:")
         for kind in kinds.values():

@@ -300,7 +300,7 @@ def test_growing_latency_and_keeps_up_false_beyond_saturation():
         arr, sv = K.change_stream("poisson", lam, horizon, 5, seed=2)
         for coalesce in (False, True):
             r = run(arr, d, 4 * horizon, services=sv, coalesce=coalesce)
-            out[horizon, coalesce] = K.summarize_sync(r, arr, horizon, 4 * horizon, lam)
+            out[horizon, coalesce] = K.summarize_sync(r, arr, horizon, 4 * horizon, lam, 1.0)
     slow = out[400.0, False]
     assert not slow["keeps_up"]
     assert slow["backlog_slope"] == pytest.approx(lam - 1.0, rel=0.15)
@@ -317,6 +317,6 @@ def test_saturated_full_syncs_stay_bounded_with_coalescing():
     # pending change, so NPL stays within (D, 2D].
     arr, sv = K.change_stream("poisson", 50.0, 600.0, 5, seed=4)
     r = run(arr, 3.0, 1200.0, services=sv)
-    m = K.summarize_sync(r, arr, 600.0, 1200.0, 50.0)
+    m = K.summarize_sync(r, arr, 600.0, 1200.0, 50.0, 1.0)
     assert m["saturated"] and m["keeps_up"]
     assert m["npl_s_max"] <= 6.0 + 1e-9

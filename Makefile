@@ -2,6 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
+TESTS  ?=
+# TESTS selects test files/options, e.g. `make test TESTS=tests/test_config.py`
 STAMP  := $(VENV)/.installed
 
 .PHONY: help venv run test test-default test-slow bench lint netfilter-tools clean-results
@@ -27,14 +29,14 @@ run: venv
 PYTEST_OK = status=$$?; if [ $$status -ne 0 ] && [ $$status -ne 5 ]; then exit $$status; fi
 
 test: venv netfilter-tools
-	$(BIN)/python -m pytest -m "not slow"; $(PYTEST_OK)
-	$(BIN)/python -m pytest -m slow; $(PYTEST_OK)
+	$(BIN)/python -m pytest -m "not slow" $(TESTS); $(PYTEST_OK)
+	$(BIN)/python -m pytest -m slow $(TESTS); $(PYTEST_OK)
 
 test-default: venv
-	$(BIN)/python -m pytest -m "not slow"; $(PYTEST_OK)
+	$(BIN)/python -m pytest -m "not slow" $(TESTS); $(PYTEST_OK)
 
 test-slow: venv
-	$(BIN)/python -m pytest -m slow; $(PYTEST_OK)
+	$(BIN)/python -m pytest -m slow $(TESTS); $(PYTEST_OK)
 
 bench: venv
 	@if [ -d benchmarks ]; then $(BIN)/python -m pytest benchmarks/; $(PYTEST_OK); \

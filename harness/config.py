@@ -106,7 +106,8 @@ class _Errors:
 
     def __call__(self, key: str, expected: str, got: str) -> UserError:
         where = self.source
-        if any(key == k or key.startswith(k + ".") for k in self.overridden):
+        if any(key == k or key.startswith(k + ".") or k.startswith(key + ".")
+               for k in self.overridden):
             where = "--set"
         return UserError(f"{where}: {key}: expected {expected}, got {got}")
 
@@ -212,8 +213,8 @@ def validate(raw: dict, path: Path, err: _Errors, workers: int = 1,
     if "part" in raw:
         clash = [k for k in ("kind", "grid", "fixed") if k in raw]
         if clash:
-            raise err("part", "either [[part]] tables or top-level kind/grid/fixed",
-                      f"both ([[part]] and {', '.join(clash)})")
+            raise err(clash[0], "no top-level kind/grid/fixed in a config made of [[part]] "
+                      "tables (use part.N.<key>)", f"{clash[0]} beside {len(raw['part'])} parts")
         tables = raw["part"]
         if not isinstance(tables, list) or not tables or not all(isinstance(t, dict)
                                                                  for t in tables):

@@ -137,6 +137,8 @@ IPVS_CONN_BYTES = 320
 """struct ip_vs_conn (estimate; spec A.2 uses its sizeof to clamp conn_tab_bits)."""
 IPVS_VIP_BYTES = 256
 """A VIP bound to kube-ipvs0: struct in_ifaddr + local route fib_alias/fib_info share (estimate)."""
+USERSPACE_SOCKET_BYTES = 2048
+"""The userspace proxy's listening socket per service port (struct tcp_sock ~2 KB, estimate)."""
 IPSET_ELEM_BYTES = 16
 """hash:ip,port element (8 bytes) plus its share of the bucket array (estimate)."""
 HLIST_HEAD_BYTES = 8

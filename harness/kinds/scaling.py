@@ -1,0 +1,388 @@
+"""Kind ``scaling``: first-packet and established-packet cost of kube-proxy's four dataplanes.
+
+One point = one dataplane ``mode`` on one synthetic cluster (``services`` × ``endpoints_per_
+service``, built by kernels.cluster from ``cluster_seed``) under one traffic class and Service
+popularity. The first packets of ``packets`` new connections (kernels.traffic.make_packets) go
+through the mode's model (kernels.iptables / ipvs / nftables / userspace) and nf_conntrack
+(kernels.conntrack); ``established_packets`` packets of ``live_connections`` live flows go
+through conntrack (and the IPVS connection table in ipvs mode). The cost model
+(kernels.costmodel, overridable by ``kpbench run --calibration``) prices the counts.
+
+``first_packet_ops`` = rules evaluated (iptables, userspace); set/map lookups + rules evaluated
+(nftables); hash probes (service table, connection table, ipsets) + rules evaluated (ipvs).
+
+Cluster: every Service is of type NodePort (so the same cluster serves all traffic classes);
+above 64,000 Services only 64,000 are (a node has 64,512 ports in 1024-65535) — the
+``nodeport_services`` column says how many. Above 2,700 NodePorts the API server's default
+range 30000-32767 (2,768 ports) is too small, so ``nodeport_range`` becomes 1024-65535; the
+``nodeport_range`` column records it. ExternalName Services would add zero rules in every mode.
+
+Compiled clusters are cached per worker process (LRU keyed by mode and cluster parameters), so
+points that differ only in traffic, popularity or seed compile once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from harness.kind import Kind, Param
+from kernels import conntrack as ct
+from kernels import costmodel as cm
+from kernels import ipvs
+from kernels import nftables as nft
+from kernels import userspace as us
+from kernels.cluster import build_cluster, port_service
+from kernels.costmodel import CostModel
+from kernels.traffic import make_packets
+
+MODES = ("userspace", "iptables", "ipvs", "nftables")
+TRAFFIC = ("clusterip", "nodeport", "miss")
+NODEPORT_CAP = 64_000
+DEFAULT_NODEPORT_MAX = 2_700
+WIDE_RANGE = (1024, 65535)
+OPS_DEFINITION = {
+    "iptables": "rules evaluated",
+    "userspace": "rules evaluated",
+    "nftables": "lookups + rules evaluated",
+    "ipvs": "hash probes + rules evaluated",
+}
+
+PARAMS = (
+    Param("mode", str, "iptables", "kube-proxy dataplane", choices=MODES),
+    Param("services", int, 1000, "number of Services", min=1, max=200_000),
+    Param("endpoints_per_service", int, 10, "endpoints of every Service", min=0, max=1000),
+    Param("traffic", str, "clusterip", "traffic class of the first packets", choices=TRAFFIC),
+    Param("popularity", str, "uniform", "Service popularity", choices=("uniform", "zipf")),
+    Param("zipf_s", float, 1.1, "Zipf exponent for popularity=zipf", min=0.0, max=5.0),
+    Param("packets", int, 10_000, "first packets per point", min=10, max=10_000_000),
+    Param("established_packets", int, 10_000, "established packets per point", min=10,
+          max=10_000_000),
+    Param("live_connections", int, 10_000, "live flows in conntrack and the IPVS conn table",
+          min=1, max=10_000_000),
+    Param("conn_table_bits", int, 12, "IPVS connection table bits (spec A.2)", min=8, max=20),
+    Param("svc_table_bits", int, 8, "IPVS service table bits (spec A.1)", min=1, max=20),
+    Param("svc_table", str, "fixed", "IPVS service table: fixed or the proposed resizable one",
+          choices=("fixed", "resizable")),
+    Param("scheduler", str, "rr", "IPVS scheduler (its work is counted by kernels.schedulers)",
+          choices=("rr", "wrr", "lc", "wlc", "sed", "nq", "dh", "sh", "mh", "twos", "fo",
+                   "ovf")),
+    Param("conntrack_buckets", int, 0, "nf_conntrack buckets (0 = kube-proxy rule: max/4)",
+          min=0, max=1 << 26),
+    Param("conntrack_max", int, 0, "nf_conntrack_max (0 = kube-proxy rule: max(32768*ncpu, "
+          "131072))", min=0, max=1 << 28),
+    Param("ncpu", int, 2, "CPUs (per-CPU rule counters, conntrack sizing)", min=1, max=1024),
+    Param("nodeport_fraction", float, 1.0, "fraction of Services of type NodePort", min=0.0,
+          max=1.0),
+    Param("packet_kb", float, 1.0, "payload KB per established packet (userspace copies)",
+          min=0.0, max=64.0),
+    Param("cluster_seed", int, 0, "seed of the synthetic cluster (shared by traffic classes)",
+          min=0),
+)
+
+
+def _conntrack_sizes(p: dict) -> tuple[int, int]:
+    b_rule, m_rule = ct.default_sizes("kube-proxy", ncpu=p["ncpu"])
+    cmax = p["conntrack_max"] or m_rule
+    buckets = p["conntrack_buckets"] or (cmax // 4 if p["conntrack_max"] else b_rule)
+    return buckets, cmax
+
+
+def _nodeport_plan(p: dict) -> tuple[float, tuple[int, int]]:
+    s = p["services"]
+    frac = min(p["nodeport_fraction"], NODEPORT_CAP / s)
+    wide = s * frac > DEFAULT_NODEPORT_MAX
+    return frac, (WIDE_RANGE if wide else (30000, 32767))
+
+
+def check(p: dict) -> tuple[str, str] | None:
+    _buckets, cmax = _conntrack_sizes(p)
+    if p["live_connections"] > cmax:
+        return ("live_connections", f"at most nf_conntrack_max = {cmax} (raise conntrack_max)")
+    if p["traffic"] == "nodeport" and _nodeport_plan(p)[0] * p["services"] < 1:
+        return ("nodeport_fraction", "a value giving at least one NodePort Service")
+    return None
+
+
+def memory_bytes(p: dict) -> int:
+    """Peak memory estimate of one point (cluster, compiled tables, traffic, conntrack)."""
+    s, e = p["services"], p["endpoints_per_service"]
+    ep = s * max(e, 1)
+    per_ep = {"iptables": 700, "userspace": 60, "ipvs": 120, "nftables": 120}[p["mode"]]
+    per_svc = {"iptables": 1500, "userspace": 200, "ipvs": 700, "nftables": 600}[p["mode"]]
+    live = p["live_connections"] * (200 if p["mode"] == "ipvs" else 120)
+    pk = (p["packets"] + p["established_packets"]) * 300
+    return int(300e6 + ep * per_ep + s * per_svc + live + pk + (8 << p["conn_table_bits"]))
+
+
+# ------------------------------------------------------------------------------ caches
+_CLUSTERS: OrderedDict = OrderedDict()
+_COMPILED: OrderedDict = OrderedDict()
+_CACHE_SIZE = 2
+
+
+def _lru(cache: OrderedDict, key, build):
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = build()
+    cache[key] = value
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return value
+
+
+def _cluster(p: dict):
+    frac, rng = _nodeport_plan(p)
+    key = (p["services"], p["endpoints_per_service"], p["cluster_seed"], frac, rng)
+    return _lru(_CLUSTERS, key, lambda: build_cluster(
+        p["services"], p["endpoints_per_service"], type_mix=(1.0 - frac, frac, 0.0, 0.0),
+        nodeport_range=rng, seed=p["cluster_seed"]))
+
+
+def _compiled(p: dict, cluster):
+    mode = p["mode"]
+    extra = (p["svc_table_bits"], p["svc_table"]) if mode == "ipvs" else ()
+    key = (mode, p["services"], p["endpoints_per_service"], p["cluster_seed"],
+           _nodeport_plan(p), extra)
+
+    def build():
+        if mode == "iptables":
+            from kernels.iptables import compile_cluster
+
+            return compile_cluster(cluster)
+        if mode == "ipvs":
+            return ipvs.build_tables(cluster, svc_bits=p["svc_table_bits"],
+                                     svc_table=p["svc_table"], seed=p["cluster_seed"])
+        if mode == "nftables":
+            return nft.build_tables(cluster, seed=p["cluster_seed"])
+        return us.build_rules(cluster)
+
+    return _lru(_COMPILED, key, build)
+
+
+# ------------------------------------------------------------------------------ per mode
+def _sched_steps(p: dict, tables, cluster, vs_hit, pk) -> np.ndarray:
+    """Scheduler work per scheduled packet, counted by kernels.schedulers on a sample.
+
+    The virtual servers hit by the first packets (up to 64, the most frequent) get their real
+    destinations in a scheduler state; their packets are scheduled in order and the
+    destinations examined (``scanned`` work) divided by decisions gives the steps per decision.
+    """
+    from kernels import schedulers as sc
+
+    steps = np.zeros(vs_hit.shape[0], dtype=np.float64)
+    hit = vs_hit >= 0
+    if not hit.any():
+        return steps
+    uniq, counts = np.unique(vs_hit[hit], return_counts=True)
+    top = uniq[np.argsort(-counts, kind="stable")[:64]]
+    sizes = np.diff(cluster.ep_ptr)[tables.vs_service[top]]
+    st = sc.new_state(top.shape[0], max(int(sizes.max()), 1), p["scheduler"], seed=0)
+    for i, v in enumerate(top):
+        s = tables.vs_service[v]
+        eps = cluster.ep_ip[cluster.ep_ptr[s]:cluster.ep_ptr[s + 1]].astype(np.int64)
+        if eps.size:
+            sc.add_dests(st, i, eps, ports=int(tables.vs_target[v]))
+    sel = np.isin(vs_hit, top)
+    local_id = {int(v): i for i, v in enumerate(top)}
+    ids = np.array([local_id[int(v)] for v in vs_hit[sel]], dtype=np.int64)
+    sc.reset_work(st)
+    sc.schedule_batch(st, ids, pk.src[sel].astype(np.int64), pk.sport[sel].astype(np.int64),
+                      pk.dst[sel].astype(np.int64), bind_conns=True)
+    work = sc.schedule_work(st)
+    per = work["scanned"] / max(work["decisions"], 1)
+    steps[hit] = per
+    return steps
+
+
+def run_point(params: dict, seed: int, calibration: dict) -> dict:
+    p = {pp.name: pp.default for pp in PARAMS}
+    p.update(params)
+    model = CostModel.from_overrides(calibration)
+    cluster = _cluster(p)
+    tables = _compiled(p, cluster)
+    pk = make_packets(cluster, p["traffic"], p["packets"], popularity=p["popularity"],
+                      zipf_s=p["zipf_s"], seed=seed)
+    n = len(pk)
+    buckets, cmax = _conntrack_sizes(p)
+    psvc = port_service(cluster)
+    # live flows: uniform over service ports, to one of the Service's endpoints
+    rng = np.random.default_rng(seed + 1)
+    has_ep = np.diff(cluster.ep_ptr)[psvc] > 0
+    cand = np.nonzero(has_ep)[0]
+    if cand.size:
+        lp = cand[rng.integers(0, cand.size, size=min(cand.size, 4096))]
+        le = cluster.ep_ptr[psvc[lp]] + rng.integers(0, np.diff(cluster.ep_ptr)[psvc[lp]])
+        ct_tab = ct.build_table(p["live_connections"], buckets, max_entries=cmax,
+                                vip=cluster.svc_cluster_ip[psvc[lp]].astype(np.int64),
+                                vport=cluster.port_port[lp].astype(np.int64),
+                                ep=cluster.ep_ip[le].astype(np.int64),
+                                eport=cluster.port_target[lp].astype(np.int64), seed=seed + 2)
+    else:
+        ct_tab = ct.build_table(p["live_connections"], buckets, max_entries=cmax, seed=seed + 2)
+    n_est = p["established_packets"]
+    est_ct = ct.established_probes(ct_tab, n_est, seed + 3).astype(np.float64)
+
+    mode = p["mode"]
+    out: dict = {}
+    zeros = np.zeros(n)
+    src = pk.src.astype(np.int64)
+    sport = pk.sport.astype(np.int64)
+    dst = pk.dst.astype(np.int64)
+    dport = pk.dport.astype(np.int64)
+    proto = pk.proto.astype(np.int64)
+    counts = dict(rules=zeros, matches=zeros, jumps=zeros, hash_probes=zeros,
+                  vmap_lookups=zeros, sched_steps=zeros, userspace_conns=zeros)
+    if mode == "iptables":
+        from kernels.iptables import traverse
+
+        res = traverse(tables, pk, seed=seed)
+        rules = res.rules_evaluated.astype(np.float64)
+        counts.update(rules=rules, matches=res.matches_tested - rules, jumps=res.jumps)
+        reply_a = res.dnat_addr.astype(np.int64)
+        reply_p = res.dnat_port.astype(np.int64)
+        ops = rules
+        hit = res.dnat.astype(bool)
+        rc = tables.counts()
+        rules_total, chains_total = rc["rules"], rc["chains"]
+        mem = cm.iptables_bytes(tables.n_rules, int(tables.m_kind.shape[0]), tables.n_chains,
+                                p["ncpu"])
+        est = dict(conntrack_probes=est_ct)
+    elif mode == "ipvs":
+        conn = ipvs.build_conn_table(tables, p["live_connections"],
+                                     conn_bits=p["conn_table_bits"], seed=seed + 4)
+        r = ipvs.first_packets(tables, conn, src, sport, dst, dport, proto)
+        sched = _sched_steps(p, tables, cluster, r["vs"], pk)
+        probes = r["set_probes"] + r["svc_probes"] + r["conn_probes"]
+        counts.update(rules=r["rules"], matches=r["matches"], jumps=r["jumps"],
+                      hash_probes=probes, sched_steps=sched)
+        hit = r["dest"] >= 0
+        reply_a = np.where(hit, tables.ep_ip[np.maximum(r["dest"], 0)], dst)
+        reply_p = np.where(hit, tables.vs_target[np.maximum(r["vs"], 0)], dport)
+        ops = (probes + r["rules"]).astype(np.float64)
+        const_rules = 16
+        rules_total, chains_total = const_rules, 7
+        sets = (tables.cluster_ip_set, tables.external_ip_set, tables.lb_set,
+                tables.loopback_set)
+        mem = (tables.virtual_servers * cm.IPVS_SERVICE_BYTES
+               + tables.real_servers * cm.IPVS_DEST_BYTES
+               + tables.local_addrs.shape[0] * cm.IPVS_VIP_BYTES
+               + 2 * (1 << tables.svc_bits) * cm.HLIST_HEAD_BYTES
+               + sum(cm.hash_table_bytes(1 << s.bits, s.elements, cm.IPSET_ELEM_BYTES)
+                     for s in sets)
+               + 2 * 65536 // 8 + cm.iptables_bytes(const_rules, 20, chains_total, p["ncpu"]))
+        est_conn = ipvs.established_probes(conn, n_est, seed + 5).astype(np.float64)
+        est = dict(conntrack_probes=est_ct, hash_probes=est_conn)
+        out.update(ipvs_virtual_servers=tables.virtual_servers,
+                   ipvs_real_servers=tables.real_servers,
+                   ipvs_svc_buckets=1 << tables.svc_bits,
+                   ipvs_svc_chain_max=int(tables.svc_chain_lengths().max()),
+                   svc_probes_mean=float(r["svc_probes"].mean()),
+                   conn_probes_mean=float(r["conn_probes"].mean()),
+                   established_conn_probes_mean=float(est_conn.mean()),
+                   ipvs_conn_bytes=int(cm.hash_table_bytes(1 << p["conn_table_bits"],
+                                                           p["live_connections"],
+                                                           cm.IPVS_CONN_BYTES)))
+    elif mode == "nftables":
+        r = nft.first_packets(tables, src, dst, dport, proto, seed)
+        counts.update(rules=r["rules"], jumps=r["jumps"], vmap_lookups=r["lookups"],
+                      hash_probes=r["probes"])
+        hit = r["dest"] >= 0
+        d = np.maximum(r["dest"], 0)
+        reply_a = np.where(hit, cluster.ep_ip[d].astype(np.int64), dst)
+        reply_p = np.where(hit, cluster.port_target[np.maximum(pk.port, 0)].astype(np.int64),
+                           dport)
+        ops = (r["lookups"] + r["rules"]).astype(np.float64)
+        rules_total, chains_total = tables.rules_total, tables.chains_total
+        mem = (tables.rules_total * cm.NFT_RULE_BYTES + tables.chains_total * cm.NFT_CHAIN_BYTES
+               + tables.elements_total * cm.NFT_ELEM_BYTES
+               + tables.buckets_total * cm.HLIST_HEAD_BYTES)
+        est = dict(conntrack_probes=est_ct)
+        out.update(nft_elements=tables.elements_total)
+    else:
+        r = us.first_packets(tables, dst, dport, proto)
+        counts.update(rules=r["rules"], matches=r["matches"], jumps=r["jumps"],
+                      sched_steps=r["sched_steps"], userspace_conns=r["conns"])
+        hit = r["dest"] >= 0
+        reply_a, reply_p = dst, dport  # REDIRECT to the proxy's local port
+        ops = r["rules"].astype(np.float64)
+        rules_total, chains_total = tables.rules_total, tables.chains_total
+        mem = (cm.iptables_bytes(rules_total, 2 * tables.p_dst.shape[0]
+                                 + 2 * tables.n_dport.shape[0], chains_total, p["ncpu"])
+               + cluster.n_ports * cm.USERSPACE_SOCKET_BYTES)
+        est_ct2 = ct.established_probes(ct_tab, n_est, seed + 6).astype(np.float64)
+        est = dict(conntrack_probes=est_ct + est_ct2,
+                   userspace_kb=np.full(n_est, p["packet_kb"]),
+                   context_switches=np.full(n_est, float(us.PACKET_CONTEXT_SWITCHES)))
+    ct_first = ct.first_packet_probes(ct_tab, src, sport, dst, dport, proto, reply_a,
+                                      reply_p).astype(np.float64)
+    cs = np.zeros(n)
+    if mode == "userspace":
+        # the proxy's own connection to the endpoint is a second tracked flow
+        d = np.maximum(r["dest"], 0)
+        node = int(cluster.node_ips[0])
+        ep_a = cluster.ep_ip[d].astype(np.int64)
+        ep_p = cluster.port_target[np.maximum(pk.port, 0)].astype(np.int64)
+        ct2 = ct.first_packet_probes(ct_tab, np.full(n, node), sport, ep_a, ep_p, proto, ep_a,
+                                     ep_p).astype(np.float64)
+        ct_first = ct_first + np.where(hit, ct2, 0.0)
+        cs = r["conns"] * float(us.CONN_CONTEXT_SWITCHES)
+    first_ns = model.packet_ns(conntrack_probes=ct_first, context_switches=cs, **counts)
+    est_ns = model.packet_ns(**est)
+    out.update(
+        first_packet_ops_mean=float(ops.mean()),
+        first_packet_ops_p99=float(np.percentile(ops, 99)),
+        first_packet_ns_mean=float(first_ns.mean()),
+        first_packet_ns_p99=float(np.percentile(first_ns, 99)),
+        established_packet_ns_mean=float(est_ns.mean()),
+        established_packet_ns_p99=float(np.percentile(est_ns, 99)),
+        rules_evaluated_mean=float(np.mean(counts["rules"])),
+        matches_mean=float(np.mean(counts["matches"])),
+        hash_probes_mean=float(np.mean(counts["hash_probes"])),
+        lookups_mean=float(np.mean(counts["vmap_lookups"])),
+        sched_steps_mean=float(np.mean(counts["sched_steps"])),
+        conntrack_probes_first_mean=float(ct_first.mean()),
+        conntrack_probes_established_mean=float(est_ct.mean()),
+        hit_fraction=float(np.mean(hit)),
+        rules_total=int(rules_total),
+        chains_total=int(chains_total),
+        kernel_memory_bytes=int(mem),
+        conntrack_bytes=int(cm.hash_table_bytes(buckets, p["live_connections"],
+                                                cm.CONNTRACK_ENTRY_BYTES)),
+        conntrack_buckets_used=int(buckets),
+        nodeport_services=int((cluster.svc_type == 1).sum()),
+        nodeport_range="-".join(str(x) for x in _nodeport_plan(p)[1]),
+        ops_definition=OPS_DEFINITION[mode],
+    )
+    return out
+
+
+def warmup() -> None:
+    """Compile every kernel on a tiny cluster (cached on disk after the first process)."""
+    for mode in MODES:
+        for traffic in TRAFFIC:
+            run_point({"mode": mode, "services": 5, "endpoints_per_service": 2,
+                       "traffic": traffic, "packets": 20, "established_packets": 20,
+                       "live_connections": 20, "cluster_seed": 987654}, 1, {})
+    _CLUSTERS.clear()
+    _COMPILED.clear()
+
+
+def _report(df, plots_dir):
+    from harness.scaling_report import report
+
+    return report(df, plots_dir)
+
+
+KIND = Kind(
+    name="scaling",
+    summary="first/established packet cost of userspace, iptables, ipvs, nftables vs Services",
+    params=PARAMS,
+    run_point=run_point,
+    warmup=warmup,
+    report=_report,
+    check=check,
+    memory_bytes=memory_bytes,
+)

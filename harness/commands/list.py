@@ -40,19 +40,25 @@ def _experiments(folder: Path) -> list[str]:
                                         if isinstance(p, dict)))
         name = raw.get("name", file.stem)
         desc = raw.get("description", "")
+        summary = " ".join(str(desc).split())
+        if len(summary) > 72:
+            summary = summary[:71].rstrip() + "…"
         lines.append(f"  {name:<20} {str(file):<36} kinds: {kinds}"
-                     + (f"  — {desc.splitlines()[0]}" if desc else ""))
+                     + (f"\n  {'':<20} {summary}" if summary else ""))
     return lines or [f"  (no *.toml in {folder})"]
 
 
-def _param_line(p) -> str:
+def _param_line(p, width: int) -> str:
     bits = [p.type.__name__, "required" if p.default is None else f"default {show(p.default)}"]
-    if p.min is not None or p.max is not None:
-        bits.append(f"range [{'' if p.min is None else show(p.min)}, "
-                    f"{'' if p.max is None else show(p.max)}]")
+    if p.min is not None and p.max is not None:
+        bits.append(f"range [{show(p.min)}, {show(p.max)}]")
+    elif p.min is not None:
+        bits.append(f">= {show(p.min)}")
+    elif p.max is not None:
+        bits.append(f"<= {show(p.max)}")
     if p.choices:
         bits.append("one of " + ", ".join(show(c) for c in p.choices))
-    return f"      {p.name:<18} {'; '.join(bits)}" + (f" — {p.help}" if p.help else "")
+    return f"      {p.name:<{width}} {'; '.join(bits)}" + (f" — {p.help}" if p.help else "")
 
 
 def _choices(kinds: dict[str, Kind], names: tuple[str, ...]) -> list[str]:
@@ -79,7 +85,8 @@ def main(args: argparse.Namespace) -> int:
         for kind in kinds.values():
             out.append(f"  {kind.name:<20} {kind.summary}")
             if args.params:
-                out += [_param_line(p) for p in kind.params]
+                width = max((len(p.name) for p in kind.params), default=0)
+                out += [_param_line(p, width) for p in kind.params]
         out += [f"  {name:<20} (broken: {err})" for name, err in broken_kinds().items()]
         if not kinds:
             out.append("  (none installed)")

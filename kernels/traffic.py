@@ -55,8 +55,7 @@ def packets(src, dst, dport, *, proto=PROTO_TCP, sport=40000, time=0.0) -> Packe
         np.asarray(dport, dtype=np.uint16), np.asarray(proto, dtype=np.uint8),
         np.asarray(sport, dtype=np.uint16), np.asarray(time, dtype=np.float64))
     n = max(src.size, 1)
-    out = [np.ascontiguousarray(np.broadcast_to(a, (n,)) if a.ndim == 0 else a).ravel()
-           for a in (src, dst, proto, sport, dport, time)]
+    out = [np.array(np.broadcast_to(a, (n,))) for a in (src, dst, proto, sport, dport, time)]
     return Packets(*out, port=np.full(n, -1, dtype=np.int64))
 
 

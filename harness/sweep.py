@@ -66,6 +66,16 @@ def tasks_for(experiment: Experiment) -> list[Task]:
     return tasks
 
 
+def largest_first(tasks: list[Task]) -> list[Task]:
+    """Order tasks by the kinds' memory estimate, largest first (grid order among equals), so
+    the biggest points start early instead of running alone at the end of the sweep."""
+    def size(task: Task) -> int:
+        estimate = get_kind(task.kind).memory_bytes
+        return int(estimate(dict(task.params))) if estimate is not None else 0
+
+    return sorted(tasks, key=lambda t: -size(t))
+
+
 _warmup_errors: dict[str, str] = {}
 
 
@@ -141,7 +151,7 @@ def run_sweep(experiment: Experiment, store: RunStore, executor: Executor,
     echo = echo or (lambda line: print(line, file=sys.stderr))
     tasks = tasks_for(experiment)
     done = store.done_keys()
-    todo = [t for t in tasks if t.key not in done]
+    todo = largest_first([t for t in tasks if t.key not in done])
     by_key = {t.key: t for t in todo}
     errors: list[dict] = []
     status = "complete"

@@ -9,7 +9,7 @@ import pandas as pd
 from harness import cli
 from harness.config import load_experiment
 from harness.store import load_run
-from harness.sweep import point_seed, tasks_for
+from harness.sweep import largest_first, point_seed, tasks_for
 
 
 def _exp(tmp_path, text, overrides=()):
@@ -96,3 +96,9 @@ def test_two_runs_identical_metrics_whatever_workers_or_order(toy_kinds, tmp_pat
     key = ["n", "mode", "repeat"]
     pd.testing.assert_frame_equal(one.sort_values(key).reset_index(drop=True),
                                   three.sort_values(key).reset_index(drop=True))
+
+
+def test_largest_points_run_first(toy_kinds, tmp_path):
+    tasks = tasks_for(_exp(tmp_path, "kind='toy'\nrepeats=2\n[grid]\nn=[10, 1000, 100]"))
+    order = [(t.params["n"], t.repeat) for t in largest_first(tasks)]
+    assert order == [(1000, 0), (1000, 1), (100, 0), (100, 1), (10, 0), (10, 1)]

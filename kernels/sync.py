@@ -778,6 +778,9 @@ def summarize_sync(
     ``keeps_up_tolerance × rate`` AND a rise over the fit window larger than ``rate × w`` plus
     three Poisson standard deviations of it — or when changes are still unprogrammed at
     ``t_end``. ``saturated``: syncing takes at least 95 % of a core.
+    ``pending_age_s_max_q2`` / ``_q4``: the oldest unprogrammed change's age, maximised over the
+    second and the fourth quarter of the horizon (not censored: grows with time iff the loop
+    falls behind).
     """
     arrivals = np.asarray(arrivals, dtype=np.float64)
     done = result["done_t"]
@@ -823,6 +826,14 @@ def summarize_sync(
         np.searchsorted(arrivals, horizon, side="left")
         - np.searchsorted(programmed, horizon, side="right")
     )
+    # age of the oldest unprogrammed change (programming is FIFO: done_t is non-decreasing)
+    done_inf = np.where(censored, np.inf, done)
+    for name, lo, hi in (("q2", 0.25, 0.5), ("q4", 0.75, 1.0)):
+        ts = np.linspace(lo * horizon, hi * horizon, 500, endpoint=False)
+        idx = np.searchsorted(done_inf, ts, side="right")
+        safe = np.minimum(idx, max(arrivals.size - 1, 0))
+        age = np.where((idx < arrivals.size) & (arrivals[safe] <= ts), ts - arrivals[safe], 0.0)
+        out[f"pending_age_s_max_{name}"] = float(age.max()) if arrivals.size else 0.0
     out["keeps_up"] = bool(not grows and not censored.any())
     out["saturated"] = bool(out["sync_cpu_share"] >= 0.95)
     out["meets_npl_slo"] = bool(out["npl_s_p99"] <= NPL_SLO_S)

@@ -306,10 +306,15 @@ def test_growing_latency_and_keeps_up_false_beyond_saturation():
     assert slow["backlog_slope"] == pytest.approx(lam - 1.0, rel=0.15)
     assert slow["npl_s_p99_second_half"] > 1.5 * slow["npl_s_p99_first_half"]
     assert out[400.0, False]["npl_s_p99"] > 1.6 * out[200.0, False]["npl_s_p99"]
+    # the oldest pending change ages with time: ~ (1 - 1/lam) t at t = H/2 and H
+    assert slow["pending_age_s_max_q4"] == pytest.approx(2 * slow["pending_age_s_max_q2"],
+                                                         rel=0.1)
+    assert slow["pending_age_s_max_q4"] == pytest.approx(400.0 * (1 - 1 / lam), rel=0.1)
     for horizon in (200.0, 400.0):
         fast = out[horizon, True]
         assert fast["keeps_up"] and fast["npl_s_p99"] < 1.2
         assert abs(fast["backlog_slope"]) < 0.05 * lam
+        assert fast["pending_age_s_max_q4"] < 1.2 and fast["pending_age_s_max_q2"] < 1.2
 
 
 def test_saturated_full_syncs_stay_bounded_with_coalescing():

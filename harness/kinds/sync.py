@@ -125,6 +125,8 @@ def run_point(params: dict, seed: int, calibration: dict) -> dict:
         out["total_objects"] = int(sizes[:, K.SZ_VS].sum() + sizes[:, K.SZ_RS].sum())
     else:
         out["total_objects"] = int(full_ops[K.OP_RULES_WRITTEN])
+    out["ns_per_rule_written"] = float(cost[K.OP_RULES_WRITTEN])
+    out["ns_per_rule_table_copy"] = float(cost[K.OP_TABLE_COPY]) if mode == "iptables" else 0.0
     win = result["start"] < horizon
     ops = result["ops"][win]
     for name in ("rules_written", "ipvs_ops", "elements_written"):

@@ -864,7 +864,7 @@ def _sched_lblc(st, s, daddr):
     if e >= 0:
         st.le_lastuse[e] = st.now[0]
         d = st.le_dest[e]
-        if ((st.flags[d] & DEST_F_AVAILABLE) != 0 and st.weight[d] > 0
+        if (d >= 0 and (st.flags[d] & DEST_F_AVAILABLE) != 0 and st.weight[d] > 0
                 and not _lb_is_overloaded(st, s, d)):
             return d
     d = _wlc_pick(st, s, False)

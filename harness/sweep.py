@@ -162,17 +162,23 @@ def run_sweep(experiment: Experiment, store: RunStore, executor: Executor,
         if todo:
             fn = functools.partial(run_task, calibration=experiment.calibration)
             setup = functools.partial(warm_kinds, tuple(experiment.kinds))
-            for result in executor.map_unordered(fn, todo, setup):
-                task = by_key[result["key"]]
-                if "error" in result:
-                    if not errors:
-                        bar.write(f"kpbench: point failed: {describe(task)}: {result['error']}",
-                                  file=sys.stderr)
-                    errors.append({"point": describe(task), "error": result["error"],
-                                   "traceback": result["traceback"]})
-                else:
-                    store.add(result)
-                bar.update(1)
+            results = executor.map_unordered(fn, todo, setup)
+            try:
+                for result in results:
+                    task = by_key[result["key"]]
+                    if "error" in result:
+                        if not errors:
+                            bar.write(f"kpbench: point failed: {describe(task)}: "
+                                      f"{result['error']}", file=sys.stderr)
+                        errors.append({"point": describe(task), "error": result["error"],
+                                       "traceback": result["traceback"]})
+                    else:
+                        store.add(result)
+                    bar.update(1)
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()  # stop outstanding work now (Ctrl-C, failure), not at GC time
     except KeyboardInterrupt:
         status = "interrupted"
     except Exception as exc:  # an executor failure (e.g. a worker killed): keep what finished

@@ -217,7 +217,8 @@ def kube_probability(k: int) -> str:
 
 def hash16(text: str) -> str:
     """First 16 characters of base32(sha256(text)) (kube-proxy ``portProtoHash``, spec B.1)."""
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    # 10 bytes encode to exactly the first 16 base32 characters of the full digest.
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
 
 
 # ---- the ruleset -----------------------------------------------------------------------------
@@ -255,7 +256,7 @@ class _CompiledNames(Sequence):
         return name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Ruleset:
     """nat + filter rules as flat arrays (rules contiguous per chain, in evaluation order).
 
@@ -306,6 +307,9 @@ class Ruleset:
     cluster: Cluster | None = None
     extra: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return f"Ruleset({self.n_rules} rules, {self.n_chains} chains)"
+
     @property
     def n_rules(self) -> int:
         return int(self.target.shape[0])
@@ -331,6 +335,12 @@ class Ruleset:
 
     def find_chain(self, name: str, table: int) -> int:
         """Index of chain ``name`` in ``table`` (-1 if absent)."""
+        if isinstance(self.chain_names, _CompiledNames) and not name.startswith(
+                tuple(_KIND_PREFIX.values())):
+            for i, (t, fixed, _p) in enumerate(_FIXED_CHAINS):
+                if (t, fixed) == (table, name):
+                    return i
+            return -1
         index = self.extra.get("_index")
         if index is None:
             index = {}

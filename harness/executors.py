@@ -98,7 +98,8 @@ class LocalExecutor:
                 for future in done:
                     exc = future.exception()
                     if exc is not None:
-                        raise WorkerLost(f"a worker process died: {exc}") from exc
+                        raise WorkerLost("a worker process died (killed, out of memory or "
+                                         f"crashed): {exc}") from exc
                     yield future.result()
             finished = True
         finally:

@@ -14,7 +14,6 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,9 +145,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def run_sweep(experiment: Experiment, store: RunStore, executor: Executor,
-              progress: bool = True, echo: Callable[[str], None] | None = None) -> Outcome:
+              progress: bool = True) -> Outcome:
     """Run every task the store has not finished; persist rows as they come; set the status."""
-    echo = echo or (lambda line: print(line, file=sys.stderr))
     tasks = tasks_for(experiment)
     done = store.done_keys()
     todo = largest_first([t for t in tasks if t.key not in done])
@@ -184,7 +182,6 @@ def run_sweep(experiment: Experiment, store: RunStore, executor: Executor,
     except Exception as exc:  # an executor failure (e.g. a worker killed): keep what finished
         errors.append({"point": None, "error": f"{type(exc).__name__}: {exc}",
                        "traceback": traceback.format_exc()})
-        echo(f"kpbench: sweep stopped: {type(exc).__name__}: {exc}")
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, previous)

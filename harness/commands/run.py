@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
     if store is None:
         store = RunStore.create(out, experiment, invocation)
         say(f"kpbench: run folder {store.path}")
-    outcome = run_sweep(experiment, store, executor, progress=not args.quiet, echo=say)
+    outcome = run_sweep(experiment, store, executor, progress=not args.quiet)
     if outcome.status == "interrupted":
         say(f"kpbench: interrupted; kept {eta_hint(outcome)} in {store.path}")
         say(f"kpbench: resume with: {_resume_command(args)}")

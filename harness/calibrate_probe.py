@@ -32,10 +32,12 @@ _LINGER_RST = struct.pack("ii", 1, 0)
 
 
 def _sources(base: str, count: int) -> list[str]:
-    a, b, _c, _d = (int(x) for x in base.split("."))
+    """``count`` addresses from ``base`` upwards (x.y.z.1 .. x.y.z.254, then the next z)."""
+    a, b, c0, _d = (int(x) for x in base.split("."))
     out = []
     for i in range(count):
         c, d = divmod(i, 254)
+        c += c0
         out.append(f"{a}.{b + c // 256}.{c % 256}.{d + 1}")
     return out
 

@@ -1,0 +1,645 @@
+"""`kpbench calibrate`: measure the real kernel's netfilter costs and fit the cost model.
+
+What is measured (spec C.1, C.2; validation case 17), for each mode (iptables-legacy,
+iptables-nft, nftables) and each number of Services N, in a fresh private namespace
+(harness.netns; loopback only, VIPs in 127.64.0.0/10 DNAT to a listener on 127.0.0.1):
+
+* Connection set-up latency (harness.calibrate_probe): TCP connect() to the Services at the
+  first, middle and last KUBE-SERVICES position (spec B.1 step 2; the same VIPs in nftables) and
+  to a non-Service address (127.0.0.1 itself, a miss that walks all of KUBE-SERVICES); every
+  sample is a NEW conntrack entry; targets interleaved in random order each round. Statistics:
+  medians, p10, and the median of per-round paired differences (last - first, mid - first) with
+  a bootstrap standard error; the constant Python/syscall overhead cancels in the differences.
+* nftables verdict-map lookup cost: a bench chain performs ``VMAP_DEPTH`` extra lookups in
+  kube-proxy's own ``service-ips`` map (N elements) for one address and none for another;
+  the paired difference / depth = ns per lookup (spec C.2), at every N.
+* Sync cost: full load into the empty namespace, a full re-load over the loaded rules, and a
+  one-Service change written as kube-proxy's partial sync (``iptables-restore --noflush`` with the
+  top-level chains and the changed Service's chains, spec B.1; one nft transaction rewriting the
+  Service chain and its map element, spec B.3); ``nft list chains`` for the listing cost.
+
+What is fitted (numpy lstsq, standard errors from the residual variance):
+
+* ``rule_ns``: ns per rule evaluated, the slope of the last-first (and mid-first) difference
+  against the difference in rules evaluated that kernels.iptables' traversal counts (one slope
+  over all N). Because a long chain no longer fits in the CPU cache, we also fit a cache-aware
+  per-rule cost ``rule_hot_ns + rule_cold_ns * f(R / cache_rules)``, f(x) = x^k / (1 + x^k),
+  with R the KUBE-SERVICES length (profile least squares over cache_rules and k); it is reported
+  in [provenance] since kernels.costmodel has a single ``rule_ns``.
+* ``base_ns``: intercept of the connect() latency (what a rule-free path costs end to end,
+  including the client's syscalls), ``vmap_lookup_ns`` from the bench, sync costs per operation
+  as kernels.sync names them (sync_ns_fixed, sync_ns_per_rule_restore, ...; see ``fit_sync``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness import calibrate_rules as rules
+from harness.netns import Namespace
+
+MODES = ("iptables-legacy", "iptables-nft", "nftables")
+RESTORE = {"iptables-legacy": "iptables-legacy-restore", "iptables-nft": "iptables-nft-restore"}
+FULL_SERVICES = (10, 1000, 10000, 100000)
+QUICK_SERVICES = (10, 1000, 5000, 20000)
+LISTEN_PORT = 18080
+VMAP_DEPTH = 16
+LABELS = ("first", "mid", "last", "miss")
+BENCH_HIT, BENCH_CTL = "127.0.0.3", "127.0.0.4"
+CACHE_K_GRID = (1.0, 2.0, 3.0, 4.0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to measure and how hard (``quick`` = CI-sized)."""
+
+    services: tuple[int, ...] = FULL_SERVICES
+    modes: tuple[str, ...] = MODES
+    budget_s: float = 6.0  # probe time per (mode, N)
+    max_rounds: int = 20000
+    min_rounds: int = 400
+    warmup: int = 50
+    change_repeats: int = 5
+    cpu: int | None = None
+    seed: int = 0
+    listen_port: int = LISTEN_PORT
+
+    @classmethod
+    def quick(cls, services: tuple[int, ...] | None = None) -> Settings:
+        return cls(services=services or QUICK_SERVICES, budget_s=1.2, max_rounds=4000,
+                   min_rounds=200, change_repeats=3)
+
+
+@dataclass
+class Point:
+    """Raw measurements of one (mode, N)."""
+
+    mode: str
+    n_services: int
+    rounds: int
+    targets: dict[str, list]  # label -> [ip, port, KUBE-SERVICES index or -1]
+    rules_model: dict[str, int]  # label -> rules evaluated (model count)
+    samples: dict[str, list[int]]  # label -> connect() ns, one per round (paired by index)
+    chain_rules: int  # KUBE-SERVICES rules (iptables) / service-ips elements (nftables)
+    chain_bytes: int  # kernel bytes of KUBE-SERVICES (what a walk reads)
+    counts: dict[str, int]  # rule/chain/element lines of the loaded text
+    change_counts: dict[str, int]
+    load_initial_s: float
+    load_full_s: float
+    change_s: list[float]
+    list_s: float = float("nan")
+    vmap_samples: dict[str, list[int]] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def median_se(x: np.ndarray, seed: int = 0, n_boot: int = 200) -> tuple[float, float]:
+    """Median and its bootstrap standard error (fixed seed)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    boots = np.median(x[idx], axis=1)
+    return float(np.median(x)), float(np.std(boots, ddof=1))
+
+
+def paired_diff(a, b, seed: int = 0) -> tuple[float, float]:
+    """Median of per-round differences a_i - b_i and its bootstrap SE."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n = min(a.size, b.size)
+    return median_se(a[:n] - b[:n], seed=seed)
+
+
+def lstsq_se(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least squares coefficients, their standard errors and the residual sum of squares.
+
+    SE = sqrt(diag(s^2 (X'X)^-1)) with s^2 = RSS / (n - p); NaN when n <= p.
+    """
+    design = np.asarray(design, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    coef, _res, rank, _sv = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    rss = float(resid @ resid)
+    n, p = design.shape
+    if n <= p or rank < p:
+        return coef, np.full(p, np.nan), rss
+    s2 = rss / (n - p)
+    cov = s2 * np.linalg.pinv(design.T @ design)
+    return coef, np.sqrt(np.clip(np.diag(cov), 0.0, None)), rss
+
+
+def cache_fraction(chain_bytes, cache_bytes: float, k: float):
+    """f(S / C) = x^k / (1 + x^k): share of a chain walk (S bytes) that misses a C-byte cache."""
+    x = np.asarray(chain_bytes, dtype=np.float64) / cache_bytes
+    return x**k / (1.0 + x**k)
+
+
+# ------------------------------------------------------------------------------ fits
+
+
+@dataclass
+class RuleFit:
+    """Per-rule cost of one iptables mode (ns)."""
+
+    rule_ns: float
+    rule_ns_se: float
+    rule_hot_ns: float
+    rule_hot_ns_se: float
+    rule_cold_ns: float
+    rule_cold_ns_se: float
+    cache_bytes: float
+    cache_k: float
+    rows: int
+
+    def per_rule(self, chain_bytes) -> np.ndarray:
+        """Cache-aware ns per rule evaluated when the walked chain holds ``chain_bytes``."""
+        if not math.isfinite(self.cache_bytes):
+            return np.full(np.shape(chain_bytes), self.rule_hot_ns, dtype=np.float64)
+        frac = cache_fraction(chain_bytes, self.cache_bytes, self.cache_k)
+        return self.rule_hot_ns + self.rule_cold_ns * frac
+
+
+REL_FLOOR = 0.02
+"""Relative error floor of a measured difference in the weights (2 %: run-to-run drift)."""
+
+
+def fit_rules(drules, dns, dns_se, chain_bytes) -> RuleFit:
+    """Fit ns per rule from paired differences (measured ns vs model rule-count difference).
+
+    Weighted least squares with weights 1 / sqrt(SE^2 + (REL_FLOOR y)^2), i.e. relative errors
+    where the measurement is precise and its SE where it is not (a 10-rule difference at N=10
+    is ~50 ns against a ~10 ns SE): the single slope ``rule_ns``, and the cache-aware model
+    profiled over a log grid of cache sizes (bytes) and k in CACHE_K_GRID, with (hot, cold)
+    solved by lstsq at each grid point. Rows with a non-positive difference are dropped.
+    """
+    dr = np.asarray(drules, dtype=np.float64)
+    y = np.asarray(dns, dtype=np.float64)
+    se_y = np.nan_to_num(np.asarray(dns_se, dtype=np.float64), nan=0.0)
+    chain = np.asarray(chain_bytes, dtype=np.float64)
+    keep = (y > 0) & (dr > 0)
+    dr, y, chain, se_y = dr[keep], y[keep], chain[keep], se_y[keep]
+    if dr.size == 0:
+        nan = float("nan")
+        return RuleFit(nan, nan, nan, nan, nan, nan, nan, nan, 0)
+    w = 1.0 / np.sqrt(se_y**2 + (REL_FLOOR * y) ** 2)
+    coef, se, _ = lstsq_se((dr * w)[:, None], y * w)
+    single, single_se = float(coef[0]), float(se[0])
+    best = (math.inf, single, single_se, 0.0, float("nan"), math.inf, float("nan"))
+    if np.unique(chain).size >= 3:
+        grid = np.logspace(3.5, 9.5, 121)
+        for k in CACHE_K_GRID:
+            for c in grid:
+                f = cache_fraction(chain, c, k)
+                design = np.column_stack([dr, dr * f]) * w[:, None]
+                cf, cse, rss = lstsq_se(design, y * w)
+                if cf[0] <= 0 or cf[1] < 0:
+                    continue
+                if rss < best[0] - 1e-12:
+                    best = (rss, float(cf[0]), float(cse[0]), float(cf[1]), float(cse[1]),
+                            float(c), float(k))
+    _, hot, hot_se, cold, cold_se, cache, k = best
+    if not math.isfinite(cache):
+        hot, hot_se, cold, cold_se = single, single_se, 0.0, float("nan")
+    return RuleFit(single, single_se, hot, hot_se, cold, cold_se, cache, k, int(dr.size))
+
+
+def fit_line(x, y) -> dict[str, float]:
+    """y = a + b x by least squares: {'a', 'a_se', 'b', 'b_se'}."""
+    x = np.asarray(x, dtype=np.float64)
+    coef, se, _ = lstsq_se(np.column_stack([np.ones_like(x), x]), np.asarray(y, float))
+    return {"a": float(coef[0]), "a_se": float(se[0]), "b": float(coef[1]), "b_se": float(se[1])}
+
+
+def fit_sync(points: list[Point]) -> dict[str, dict[str, float]]:
+    """Sync costs per mode, in the units and names of kernels.sync's cost keys (ns).
+
+    * iptables-legacy rows: initial load [1, lines, 0], full re-load [1, lines, R], one-Service
+      change [1, lines written, R] (legacy restore copies the whole table out and back in, spec
+      B.1 / kernels.sync): sync_ns_fixed, sync_ns_per_rule_restore (= per chain line),
+      sync_ns_per_rule_table_copy.
+    * iptables-nft rows: initial and change [1, lines]: sync_ns_per_rule_restore_nft (= per
+      chain line).
+    * nftables rows: initial and change [1, objects] with objects = rules + chains + elements
+      (collinear in our clusters, so one cost for each): sync_ns_per_nft_rule / _chain /
+      _element; ``nft list chains`` time vs chains: sync_ns_per_nft_chain_listed.
+    """
+    out: dict[str, dict[str, float]] = {}
+    by_mode: dict[str, list[Point]] = {}
+    for p in points:
+        by_mode.setdefault(p.mode, []).append(p)
+    for mode, pts in by_mode.items():
+        rows, y = [], []
+        for p in pts:
+            lines = p.counts.get("rules", 0) + p.counts.get("chains", 0)
+            written = p.change_counts.get("rules", 0) + p.change_counts.get("chains", 0)
+            change = float(np.median(p.change_s)) if p.change_s else float("nan")
+            if mode == "iptables-legacy":
+                table = p.counts["rules"]
+                rows += [[1, lines, 0], [1, lines, table], [1, written, table]]
+                y += [p.load_initial_s, p.load_full_s, change]
+            elif mode == "iptables-nft":
+                rows += [[1, lines], [1, written]]
+                y += [p.load_initial_s, change]
+            else:
+                objs = lines + p.counts.get("elements", 0)
+                w_objs = written + p.change_counts.get("elements", 0)
+                rows += [[1, objs], [1, w_objs]]
+                y += [p.load_initial_s, change]
+        design = np.asarray(rows, dtype=np.float64)
+        yy = np.asarray(y, dtype=np.float64) * 1e9
+        ok = np.isfinite(yy)
+        coef, se, _ = lstsq_se(design[ok], yy[ok])
+        fit = {"sync_ns_fixed": coef[0], "sync_ns_fixed_se": se[0]}
+        if mode == "iptables-legacy":
+            fit.update(sync_ns_per_rule_restore=coef[1], sync_ns_per_rule_restore_se=se[1],
+                       sync_ns_per_chain_restore=coef[1],
+                       sync_ns_per_rule_table_copy=coef[2], sync_ns_per_rule_table_copy_se=se[2])
+        elif mode == "iptables-nft":
+            fit.update(sync_ns_per_rule_restore_nft=coef[1],
+                       sync_ns_per_rule_restore_nft_se=se[1],
+                       sync_ns_per_chain_restore_nft=coef[1])
+        else:
+            fit.update(sync_ns_per_nft_rule=coef[1], sync_ns_per_nft_rule_se=se[1],
+                       sync_ns_per_nft_chain=coef[1], sync_ns_per_nft_element=coef[1])
+            listed = [(p.counts.get("chains", 0), p.list_s) for p in pts
+                      if math.isfinite(p.list_s)]
+            if len(listed) >= 2:
+                line = fit_line([c for c, _ in listed], [s * 1e9 for _, s in listed])
+                fit.update(sync_ns_per_nft_chain_listed=line["b"],
+                           sync_ns_per_nft_chain_listed_se=line["b_se"])
+        out[mode] = {k: float(v) for k, v in fit.items()}
+    return out
+
+
+# ------------------------------------------------------------------------------ summaries
+
+
+def summarize(p: Point, seed: int = 0) -> dict:
+    """Medians, p10 and paired differences (ns) of one point."""
+    s = {lab: np.asarray(v, dtype=np.float64) for lab, v in p.samples.items()}
+    row: dict = {"mode": p.mode, "n_services": p.n_services, "rounds": p.rounds,
+                 "chain_rules": p.chain_rules, "chain_bytes": p.chain_bytes}
+    for lab in LABELS:
+        if lab in s:
+            row[f"{lab}_median_ns"] = float(np.median(s[lab]))
+            row[f"{lab}_p10_ns"] = float(np.percentile(s[lab], 10))
+            row[f"{lab}_rules"] = p.rules_model.get(lab, 0)
+    for a in ("mid", "last", "miss"):
+        d, se = paired_diff(s[a], s["first"], seed=seed)
+        row[f"{a}_minus_first_ns"], row[f"{a}_minus_first_se"] = d, se
+    if p.vmap_samples:
+        d, se = paired_diff(p.vmap_samples["hit"], p.vmap_samples["ctl"], seed=seed)
+        row["vmap_lookup_ns"], row["vmap_lookup_se"] = d / VMAP_DEPTH, se / VMAP_DEPTH
+    row["load_initial_s"] = p.load_initial_s
+    row["load_full_s"] = p.load_full_s
+    row["change_s"] = float(np.median(p.change_s)) if p.change_s else float("nan")
+    row["list_s"] = p.list_s
+    row["loaded_rules"] = p.counts.get("rules", 0)
+    return row
+
+
+def fit_all(points: list[Point], seed: int = 0) -> dict:
+    """Every fit of a calibration: per-mode rule costs, base, vmap, sync."""
+    rows = [summarize(p, seed) for p in points]
+    fits: dict = {"rules": {}, "base": {}, "vmap": {}, "sync": fit_sync(points)}
+    for mode in {r["mode"] for r in rows}:
+        mrows = [r for r in rows if r["mode"] == mode]
+        if mode in RESTORE:
+            dr, dns, se, chain = [], [], [], []
+            for r in mrows:
+                for a in ("mid", "last"):
+                    dr.append(r[f"{a}_rules"] - r["first_rules"])
+                    dns.append(r[f"{a}_minus_first_ns"])
+                    se.append(r[f"{a}_minus_first_se"])
+                    chain.append(r["chain_bytes"])
+            rf = fit_rules(dr, dns, se, chain)
+            fits["rules"][mode] = asdict(rf)
+            per = rf.per_rule([r["chain_bytes"] for r in mrows])
+            base = [r["first_median_ns"] - q * r["first_rules"]
+                    for r, q in zip(mrows, per, strict=True)]
+        else:
+            vm = [(r["vmap_lookup_ns"], r["vmap_lookup_se"]) for r in mrows
+                  if "vmap_lookup_ns" in r]
+            if vm:
+                v = np.array([x for x, _ in vm])
+                coef, cse, _ = lstsq_se(np.ones((v.size, 1)), v)
+                fits["vmap"][mode] = {"vmap_lookup_ns": float(coef[0]),
+                                      "vmap_lookup_ns_se": float(cse[0]),
+                                      "per_n": [float(x) for x in v]}
+            base = [r["first_median_ns"] for r in mrows]
+        b = np.asarray(base, dtype=np.float64)
+        fits["base"][mode] = {"base_ns": float(np.median(b)),
+                              "base_ns_se": float(np.std(b, ddof=1) / math.sqrt(b.size))
+                              if b.size > 1 else float("nan")}
+    return {"rows": rows, "fits": fits}
+
+
+def predictions(result: dict) -> list[dict]:
+    """Model prediction beside measurement for every mode, N and position (validation table).
+
+    Prediction of a difference = rule-count difference (kernels.iptables traversal) x the fitted
+    cache-aware ns per rule (iptables modes); 0 for nftables (one vmap lookup on every path).
+    Also the single-slope prediction (``rule_ns`` alone) for comparison.
+    """
+    fits = result["fits"]
+    out = []
+    for r in result["rows"]:
+        mode = r["mode"]
+        base = fits["base"][mode]["base_ns"]
+        if mode in RESTORE:
+            rf = RuleFit(**fits["rules"][mode])
+            per = float(rf.per_rule(r["chain_bytes"]))
+            single = rf.rule_ns
+        else:
+            per = single = 0.0
+        for a in ("mid", "last", "miss"):
+            drules = r[f"{a}_rules"] - r["first_rules"]
+            meas = r[f"{a}_minus_first_ns"]
+            pred = per * drules
+            out.append({
+                "mode": mode, "n_services": r["n_services"], "position": a,
+                "rules_first": r["first_rules"], "rules_pos": r[f"{a}_rules"],
+                "measured_diff_ns": meas, "measured_diff_se": r[f"{a}_minus_first_se"],
+                "predicted_diff_ns": pred, "predicted_single_ns": single * drules,
+                "error_pct": 100.0 * (pred - meas) / meas if mode in RESTORE else float("nan"),
+                "error_single_pct": 100.0 * (single * drules - meas) / meas
+                if mode in RESTORE else float("nan"),
+                "measured_ns": r[f"{a}_median_ns"],
+                "predicted_ns": base + per * r[f"{a}_rules"],
+                "ratio_to_first": r[f"{a}_median_ns"] / r["first_median_ns"],
+            })
+    return out
+
+
+# ------------------------------------------------------------------------------ measurement
+
+
+def _rounds(settings: Settings, n: int) -> int:
+    per_round = 4 * 20e-6 + 2.5 * n * 12e-9  # connects + expected rule walks (s)
+    return int(min(settings.max_rounds, max(settings.min_rounds, settings.budget_s / per_round)))
+
+
+def _probe(ns: Namespace, targets: list, rounds: int, settings: Settings, seed: int) -> dict:
+    req = {"listen_port": settings.listen_port, "targets": targets, "rounds": rounds,
+           "warmup": settings.warmup, "cpu": settings.cpu, "seed": seed}
+    script = Path(__file__).with_name("calibrate_probe.py")
+    proc = ns.run([sys.executable, str(script)], stdin=json.dumps(req), timeout=1800)
+    return json.loads(proc.stdout)["samples"]
+
+
+COUNT_SOURCE = ("kernels.iptables.traverse(hook='output').rules_evaluated (nat + filter rules "
+                "evaluated by the first packet)")
+
+
+def _model_rules(cluster, targets: dict, src: str = "127.0.2.1") -> tuple[dict[str, int], bool]:
+    """Rules our model evaluates for each target's first packet, and whether it DNATs every
+    Service target to the listener (spec C.1; kernels.iptables traversal from nat OUTPUT)."""
+    from kernels import iptables as kipt
+    from kernels import traffic
+    from kernels.cluster import ip_to_int
+
+    labels = list(targets)
+    pk = traffic.packets(src, [targets[lab][0] for lab in labels],
+                         [targets[lab][1] for lab in labels], sport=40000)
+    res = kipt.traverse(kipt.compile_cluster(cluster), pk, hook="output")
+    listener = ip_to_int(rules.ENDPOINT_IP)
+    dnat_ok = all(
+        bool(res.dnat[i]) and int(res.dnat_addr[i]) == listener
+        for i, lab in enumerate(labels) if targets[lab][2] >= 0)
+    return {lab: int(res.rules_evaluated[i]) for i, lab in enumerate(labels)}, dnat_ok
+
+
+def measure_point(mode: str, n: int, settings: Settings, renderers, log=print) -> Point:
+    """Load one mode's rules for N Services in a fresh namespace and measure it."""
+    cluster = rules.calibration_cluster(n, settings.listen_port, seed=settings.seed)
+    ipt_render, nft_render = renderers
+    ipt_text = ipt_render(cluster)
+    order = rules.iptables_services_order(ipt_text)
+    if not order:
+        raise RuntimeError("iptables text: no KUBE-SERVICES rules with -d VIP --dport found")
+    picks = {"first": 0, "mid": len(order) // 2, "last": len(order) - 1}
+    targets = {lab: [order[i][0], order[i][1], i] for lab, i in picks.items()}
+    targets["miss"] = ["127.0.0.1", settings.listen_port, -1]
+    text = nft_render(cluster) if mode == "nftables" else ipt_text
+    if mode == "nftables":
+        rules_model = {lab: 0 for lab in targets}  # one vmap lookup on every path (spec B.3)
+    else:
+        rules_model, dnat_ok = _model_rules(cluster, targets)
+        if not dnat_ok:
+            raise RuntimeError(f"{mode} N={n}: the model does not DNAT the probed VIPs to "
+                               f"{rules.ENDPOINT_IP}; the loaded rules would not match it")
+    rounds = _rounds(settings, n)
+    probe_targets = [[lab, ip, port] for lab, (ip, port, _i) in targets.items()]
+    with Namespace(tag=mode.split("-")[-1]) as ns:
+        if mode in RESTORE:
+            cmd = [RESTORE[mode]]
+            load_initial = ns.timed(cmd, stdin=text)
+            load_full = ns.timed(cmd, stdin=text)
+            counts = rules.iptables_counts(text)
+            partial, change_counts = rules.iptables_partial_sync(text, order[picks["mid"]][2])
+            change = [ns.timed([*cmd, "--noflush"], stdin=partial)
+                      for _ in range(settings.change_repeats)]
+            list_s = float("nan")
+        else:
+            cmd = ["nft", "-f", "-"]
+            load_initial = ns.timed(cmd, stdin=text)
+            reload = "table ip kube-proxy\ndelete table ip kube-proxy\n" + text
+            load_full = ns.timed(cmd, stdin=reload)
+            counts = rules.nft_counts(text)
+            vip, port = order[picks["mid"]][0], order[picks["mid"]][1]
+            delta = rules.nft_service_change(text, vip, port)
+            change_counts = {"rules": sum(ln.startswith("add rule") for ln in delta.split("\n")),
+                             "chains": 1, "elements": 2}
+            change = [ns.timed(cmd, stdin=delta) for _ in range(settings.change_repeats)]
+            t0 = time.perf_counter()
+            ns.run(["nft", "list", "chains", "ip"])
+            list_s = time.perf_counter() - t0
+        samples = _probe(ns, probe_targets, rounds, settings, seed=settings.seed + n)
+        vmap_samples = {}
+        if mode == "nftables":
+            ns.run(["nft", "-f", "-"], stdin=_vmap_bench(settings.listen_port))
+            vmap_samples = _probe(
+                ns, [["hit", BENCH_HIT, settings.listen_port],
+                     ["ctl", BENCH_CTL, settings.listen_port]],
+                rounds, settings, seed=settings.seed + n + 1)
+    log(f"calibrate: {mode:15s} N={n:<7d} rounds={rounds:<6d} load={load_initial:.3f}s "
+        f"change={float(np.median(change)):.4f}s")
+    return Point(mode=mode, n_services=n, rounds=rounds, targets=targets,
+                 rules_model=rules_model, samples=samples, chain_rules=len(order),
+                 chain_bytes=rules.iptables_chain_bytes(ipt_text),
+                 counts=counts, change_counts=change_counts, load_initial_s=load_initial,
+                 load_full_s=load_full, change_s=change, list_s=list_s,
+                 vmap_samples=vmap_samples)
+
+
+def _vmap_bench(listen_port: int) -> str:
+    """Bench chains in kube-proxy's table: VMAP_DEPTH lookups in @service-ips vs none (C.2)."""
+    lookups = "\n".join(
+        "add rule ip kube-proxy kpbcal-vmap-hit ip daddr . meta l4proto . th dport "
+        "vmap @service-ips" for _ in range(VMAP_DEPTH))
+    return (
+        "add chain ip kube-proxy kpbcal-vmap-hit\n"
+        f"{lookups}\n"
+        f"add rule ip kube-proxy kpbcal-vmap-hit meta l4proto tcp dnat to 127.0.0.1:{listen_port}\n"
+        "add chain ip kube-proxy kpbcal-vmap-ctl\n"
+        f"add rule ip kube-proxy kpbcal-vmap-ctl meta l4proto tcp dnat to 127.0.0.1:{listen_port}\n"
+        "add chain ip kube-proxy kpbcal-bench { type nat hook output priority -110; }\n"
+        f"add rule ip kube-proxy kpbcal-bench ip daddr vmap {{ {BENCH_HIT} : jump "
+        f"kpbcal-vmap-hit, {BENCH_CTL} : jump kpbcal-vmap-ctl }}\n"
+    )
+
+
+def resolve_renderers() -> tuple[tuple, str]:
+    """(iptables renderer, nft renderer) and a description of their source."""
+    ipt, nft, note = rules.project_renderers()
+    notes = [note] if note else []
+    if ipt is None:
+        ipt = rules.render_iptables_minimal
+        notes.append("iptables: harness.calibrate_rules minimal renderer (project compiler "
+                     "not available)")
+    if nft is None:
+        nft = rules.render_nft_minimal
+        notes.append("nftables: harness.calibrate_rules minimal renderer (harness.nft_text "
+                     "not available)")
+    return (ipt, nft), "; ".join(notes)
+
+
+def run_calibration(settings: Settings, log=print) -> dict:
+    """Measure every (mode, N); returns {'points': [Point...], 'provenance': {...}}."""
+    renderers, source = resolve_renderers()
+    started = _dt.datetime.now(_dt.UTC)
+    points = []
+    for n in settings.services:
+        for mode in settings.modes:
+            points.append(measure_point(mode, n, settings, renderers, log=log))
+    return {"points": points, "provenance": provenance(settings, started, source, COUNT_SOURCE)}
+
+
+def provenance(settings: Settings, started, rule_source: str, count_source: str) -> dict:
+    """Machine, kernel, tools and settings of a calibration."""
+    def version(argv):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "unknown"
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpu": cpu,
+        "cpus": os.cpu_count() or 0,
+        "iptables": version(["iptables-legacy", "--version"]),
+        "nft": version(["nft", "--version"]),
+        "python": platform.python_version(),
+        "services": list(settings.services),
+        "modes": list(settings.modes),
+        "budget_s": settings.budget_s,
+        "max_rounds": settings.max_rounds,
+        "pinned_cpu": -1 if settings.cpu is None else settings.cpu,
+        "rule_source": rule_source,
+        "count_source": count_source,
+        "service_cidr": rules.SERVICE_CIDR,
+        "vmap_depth": VMAP_DEPTH,
+    }
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def costmodel_table(fits: dict) -> dict[str, float]:
+    """[costmodel] values named as kernels.costmodel / kernels.sync name them.
+
+    rule_ns / base_ns from iptables-legacy (the mode of validation case 17), vmap_lookup_ns from
+    nftables, sync costs of each mode under its own keys (sync_ns_fixed from iptables-legacy).
+    """
+    table: dict[str, float] = {}
+    legacy = fits["rules"].get("iptables-legacy")
+    if legacy and math.isfinite(legacy["rule_ns"]):
+        table["rule_ns"] = legacy["rule_ns"]
+    base = fits["base"].get("iptables-legacy") or next(iter(fits["base"].values()), None)
+    if base and math.isfinite(base["base_ns"]):
+        table["base_ns"] = base["base_ns"]
+    vm = fits["vmap"].get("nftables")
+    if vm and math.isfinite(vm["vmap_lookup_ns"]):
+        table["vmap_lookup_ns"] = max(vm["vmap_lookup_ns"], 0.0)
+    for mode in ("nftables", "iptables-nft", "iptables-legacy"):
+        for key, value in fits["sync"].get(mode, {}).items():
+            if not key.endswith("_se") and math.isfinite(value):
+                table[key] = max(value, 0.0)
+    return table
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return repr(round(v, 6)) if abs(v) >= 1e-3 or v == 0 else f"{v:.6e}"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))
+
+
+def to_toml(tables: dict[str, dict]) -> str:
+    """Minimal TOML writer: {table name: {key: scalar or list}} (dotted names for sub-tables)."""
+    out = []
+    for name, table in tables.items():
+        out.append(f"[{name}]")
+        for key, value in table.items():
+            k = key if key.replace("_", "").isalnum() else json.dumps(key)
+            out.append(f"{k} = {_toml_value(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def calibration_toml(result: dict) -> str:
+    """The calibration file: [costmodel] (+ [provenance] with fit details and uncertainties)."""
+    fits = result["fits"]
+    tables = {"costmodel": costmodel_table(fits), "provenance": dict(result["provenance"])}
+    for mode, rf in fits["rules"].items():
+        tables[f"provenance.rules.{mode}"] = rf
+    for mode, b in fits["base"].items():
+        tables[f"provenance.base.{mode}"] = b
+    for mode, v in fits["vmap"].items():
+        tables[f"provenance.vmap.{mode}"] = v
+    for mode, s in fits["sync"].items():
+        tables[f"provenance.sync.{mode}"] = s
+    head = ("# kpbench calibration (kpbench calibrate). [costmodel] overrides kernels.costmodel /\n"
+            "# kernels.sync defaults; [provenance] records the machine and the fits' standard\n"
+            "# errors (*_se). Use: kpbench run --calibration THIS_FILE ...\n")
+    return head + to_toml(tables)
+
+
+def points_to_json(points: list[Point]) -> list[dict]:
+    return [asdict(p) for p in points]
+
+
+def points_from_json(raw: list[dict]) -> list[Point]:
+    return [Point(**p) for p in raw]

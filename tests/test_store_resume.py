@@ -147,6 +147,20 @@ def test_failed_point_marks_run_failed_and_keeps_others(toy_kinds, tmp_path, cap
     assert "Traceback" in manifest["errors"][0]["traceback"]
 
 
+def test_lost_worker_marks_run_failed_and_keeps_finished(toy_kinds, tmp_path, capsys):
+    cfg = tmp_path / "w.toml"
+    cfg.write_text("name='w'\nkind='toy'\n[grid]\nn=[1,2,3,4]\n[fixed]\ncrash=true\n")
+    out = tmp_path / "r"
+    code = cli.main(["run", str(cfg), "--out", str(out), "--workers", "2", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "a worker process died" in err and "Traceback" not in err
+    (run,) = list((out / "w").iterdir())
+    _, manifest = load_run(run)
+    assert manifest["status"] == "failed"
+    assert "WorkerLost" in manifest["errors"][0]["error"]
+
+
 def test_resume_of_complete_run_does_nothing(toy_kinds, tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text("name='c'\nkind='toy'\n[grid]\nn=[1,2]\n")

@@ -6,6 +6,7 @@ KPBENCH_EXTRA_KINDS=toykind:KIND,toykind:KIND2 with tests/ on PYTHONPATH.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def _noisy_sum(n: int, rate: float, seed: int) -> float:
 def _run(params: dict, seed: int, calibration: dict) -> dict:
     if params["fail"]:
         raise RuntimeError("toy failure requested")
+    if params["crash"]:
+        os._exit(3)  # simulate a worker killed mid-point (use only with workers > 1)
     if params["sleep_s"]:
         time.sleep(params["sleep_s"])
     total = _noisy_sum(params["n"], params["rate"], seed)
@@ -84,6 +87,7 @@ PARAMS = (
     Param("mode", str, "fast", "toy mode", choices=("fast", "slow")),
     Param("scheduler", str, "rr", "toy scheduler name", choices=("rr", "wrr", "mh")),
     Param("fail", bool, False, "raise in run_point"),
+    Param("crash", bool, False, "exit the worker process in run_point"),
     Param("sleep_s", float, 0.0, "sleep this long in run_point (for interruption tests)", min=0),
     Param("label", str, "x", "free-form string"),
 )

@@ -61,6 +61,8 @@ def _run_section(df: pd.DataFrame, manifest: dict, resolved: dict | None) -> lis
         f"{len(df)} rows (point x repeat), started {manifest.get('start_time')}, "
         f"ended {manifest.get('end_time')}",
         f"- Kinds: {', '.join(manifest.get('kinds', []))}",
+        f"- Compute: {df['wall_s'].sum():.1f} s of point wall time, median "
+        f"{df['wall_s'].median() if len(df) else float('nan'):.3g} s per point run",
         f"- Code: commit {commit}; Python {manifest.get('python')}, numba {pk.get('numba')}, "
         f"llvmlite {pk.get('llvmlite')}, numpy {pk.get('numpy')}",
         f"- Machine: {manifest.get('cpu_model')}, {manifest.get('cores')} cores",

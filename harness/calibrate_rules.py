@@ -345,6 +345,15 @@ def nft_counts(text: str) -> dict[str, int]:
     return {"chains": chains, "rules": rules, "elements": elements}
 
 
+_NUMGEN_ONE = re.compile(r"numgen random mod 1 vmap \{ *0 *: *goto (\S+?) *\}")
+
+
+def nft_single_endpoint_goto(text: str) -> str:
+    """``numgen random mod 1 vmap { 0 : goto X }`` -> ``goto X`` (same verdict, no anonymous
+    set; see harness.calibrate.NFT_FAITHFUL_MAX)."""
+    return _NUMGEN_ONE.sub(r"goto \1", text)
+
+
 def nft_service_change(text: str, vip: str, port: int, table: str = "kube-proxy") -> str:
     """One-Service change as kube-proxy's partial sync writes it (spec B.3 "Sync").
 

@@ -325,3 +325,41 @@ def test_saturated_full_syncs_stay_bounded_with_coalescing():
     m = K.summarize_sync(r, arr, 600.0, 1200.0, 50.0, 1.0)
     assert m["saturated"] and m["keeps_up"]
     assert m["npl_s_max"] <= 6.0 + 1e-9
+
+
+# ------------------------------------------------------------------------------ kind and report
+
+
+def test_kind_points_and_report(tmp_path):
+    import pandas as pd
+
+    from harness.errors import UserError
+    from harness.kinds.sync import KIND
+
+    base = {p.name: p.default for p in KIND.params} | {"horizon_s": 60.0}
+    rows = []
+    for mode in ("iptables", "nftables"):
+        for services in (10, 300):
+            for rate in (1.0, 20.0):
+                for partial in (True, False):
+                    p = base | dict(mode=mode, services=services, change_rate=rate,
+                                    partial_sync=partial, endpoints_per_service=2)
+                    rows.append(p | KIND.run_point(p, 3, {}))
+    again = KIND.run_point(rows[0] | {}, 3, {})
+    assert again["npl_s_p99"] == rows[0]["npl_s_p99"]  # deterministic in (params, seed)
+    df = pd.DataFrame(rows)
+    assert {"mode", "services", "endpoints_per_service", "change_rate", "partial_sync",
+            "sync_s_mean", "sync_s_p99", "npl_s_p50", "npl_s_p99", "sync_cpu_share",
+            "keeps_up"} <= set(df.columns)
+    rep = KIND.report(df, tmp_path)
+    for fig in rep.figures:
+        assert (tmp_path / fig.filename).stat().st_size > 0
+    assert len(rep.findings) >= 3 and not rep.headline.empty
+    # calibration overrides: a slower restore makes the iptables full sync slower
+    p = rows[0] | {"partial_sync": False}
+    slow = KIND.run_point(p, 3, {"costmodel": {"sync_ns_per_rule_restore": 1e6,
+                                               "sync_ns_fixed_se": 3.0}})
+    assert slow["full_sync_s"] > KIND.run_point(p, 3, {})["full_sync_s"]
+    with pytest.raises(UserError, match="sync_ns_per_rul"):
+        KIND.run_point(p, 3, {"sync_ns_per_rul": 1.0})
+    assert KIND.check(p | {"max_interval_s": 0.5}) is not None

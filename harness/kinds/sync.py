@@ -86,7 +86,9 @@ def _memory(p: dict) -> int:
     syncs = changes + t_end / p["max_interval_s"]
     if p["min_sync_period_s"] > 0:
         syncs += t_end / p["min_sync_period_s"]
-    return int(eps * 6 + s * (K.NSZ * 8 + 64) + changes * 40 + syncs * (K.NOPS * 8 + 48)) + 2**20
+    # build_cluster temporaries (~40 B per endpoint), per-Service sizing arrays (~400 B per
+    # Service), the change stream and the per-sync records.
+    return int(eps * 40 + s * 400 + changes * 40 + syncs * (K.NOPS * 8 + 48)) + 2**20
 
 
 def run_point(params: dict, seed: int, calibration: dict) -> dict:

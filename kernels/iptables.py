@@ -802,8 +802,15 @@ def _is_local(addr, local):
     """addrtype LOCAL: the node's own addresses plus 127.0.0.0/8 (local routing table)."""
     if (addr >> 24) == 127:
         return True
-    i = np.searchsorted(local, addr)
-    return i < local.shape[0] and local[i] == addr
+    lo = 0
+    hi = local.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if local[mid] < addr:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < local.shape[0] and local[lo] == addr
 
 
 @njit(cache=True)
@@ -816,182 +823,41 @@ def _rt_slot(keys, key):
 
 
 @njit(cache=True)
-def _ext_match(j, M, st, t, local, rt_keys, rt_vals, rt_count):
-    """One extension match of entry j (xt_ematch_foreach body)."""
-    m_kind, m_inv, m_a, m_b, m_c, mp_lo, mp_hi = M
-    kind = m_kind[j]
-    inv = np.int64(m_inv[j])
-    if kind == M_COMMENT or kind == M_NFACCT:
-        return True
-    if kind == M_PORT:
-        dport = st[4]
-        ok = (dport >= m_a[j]) and (dport <= m_b[j])
-        if inv & 1:
-            ok = not ok
-        if ok:
-            c = m_c[j]
-            sport = st[3]
-            ok = (sport >= (c >> 16)) and (sport <= (c & 0xFFFF))
-            if inv & 2:
-                ok = not ok
-        return ok
-    if kind == M_STATISTIC:
-        ok = np.random.randint(0, 2147483648) < m_a[j]
-        return ok != ((inv & 1) != 0)
-    if kind == M_ADDRTYPE:
-        sm = m_a[j]
-        dm = m_b[j]
-        if sm != 0 and (sm == 1) != _is_local(st[0], local):
-            return False
-        if dm != 0 and (dm == 1) != _is_local(st[1], local):
-            return False
-        return True
-    if kind == M_MARK:
-        return ((st[5] & m_b[j]) == m_a[j]) != ((inv & 1) != 0)
-    if kind == M_CONNTRACK:
-        return ((st[6] & m_a[j]) != 0) != ((inv & 1) != 0)
-    if kind == M_MULTIPORT:
-        which = m_c[j]
+def _recent(key, op, seconds, inv, t, rt_keys, rt_vals, rt_count):
+    """xt_recent: --set / --rcheck / --update / --remove on list entry ``key`` at time t."""
+    i = _rt_slot(rt_keys, key)
+    if op == RECENT_SET:
+        if rt_keys[i] != key:
+            rt_keys[i] = key
+            rt_count[0] += 1
+            if rt_count[0] * 10 >= rt_keys.shape[0] * 7:
+                rt_count[1] = 1
+        rt_vals[i] = t
+        return (inv & 1) == 0
+    hit = rt_keys[i] == key and rt_vals[i] > -np.inf
+    if hit and seconds > 0 and not (t - rt_vals[i] < seconds):
         hit = False
-        for k in range(m_a[j], m_a[j] + m_b[j]):
-            if which != 1 and st[4] >= mp_lo[k] and st[4] <= mp_hi[k]:
-                hit = True
-            if which != 0 and st[3] >= mp_lo[k] and st[3] <= mp_hi[k]:
-                hit = True
-        return hit != ((inv & 1) != 0)
-    if kind == M_RECENT:
-        addr = st[1] if (inv & 4) else st[0]
-        key = (np.uint64(m_a[j] + 1) << np.uint64(32)) | np.uint64(addr)
-        i = _rt_slot(rt_keys, key)
-        op = m_b[j]
-        if op == RECENT_SET:
-            if rt_keys[i] != key:
-                rt_keys[i] = key
-                rt_count[0] += 1
-                if rt_count[0] * 10 >= rt_keys.shape[0] * 7:
-                    rt_count[1] = 1
-            rt_vals[i] = t
-            return (inv & 1) == 0
-        hit = rt_keys[i] == key and rt_vals[i] > -np.inf
-        if hit and m_c[j] > 0 and not (t - rt_vals[i] < m_c[j]):
-            hit = False
-            if inv & 2:
-                rt_vals[i] = -np.inf
-        res = hit != ((inv & 1) != 0)
-        if res and hit and op == RECENT_UPDATE:
-            rt_vals[i] = t
-        if hit and op == RECENT_REMOVE:
+        if inv & 2:
             rt_vals[i] = -np.inf
-        return res
-    return False
+    res = hit != ((inv & 1) != 0)
+    if res and hit and op == RECENT_UPDATE:
+        rt_vals[i] = t
+    if hit and op == RECENT_REMOVE:
+        rt_vals[i] = -np.inf
+    return res
 
 
 @njit(cache=True)
-def _run_chain(c0, t, st, ctr, R, M, local, stack_c, stack_p, rt_keys, rt_vals, rt_count, watch,
-               rec, rec_n, rec_on):
-    """ipt_do_table for one table and hook, starting at builtin chain c0; returns a verdict."""
-    (chain_start, chain_end, chain_policy, r_src, r_smask, r_dst, r_dmask, r_proto, r_flags,
-     mptr, target, tchain, taddr, tport, tval, tmask) = R
-    policy = np.int64(chain_policy[c0])
-    chain = c0
-    pos = chain_start[c0]
-    sp = 0
-    nstack = stack_c.shape[0]
-    while True:
-        if pos >= chain_end[chain]:
-            if sp == 0:
-                if rec_on and rec_n[0] < rec.shape[0]:
-                    rec[rec_n[0], 0] = EV_POLICY
-                    rec[rec_n[0], 1] = c0
-                    rec[rec_n[0], 2] = ctr[0]
-                    rec[rec_n[0], 3] = policy
-                    rec_n[0] += 1
-                return policy
-            if rec_on and rec_n[0] < rec.shape[0]:
-                rec[rec_n[0], 0] = EV_END
-                rec[rec_n[0], 1] = chain
-                rec[rec_n[0], 2] = ctr[0]
-                rec_n[0] += 1
-            sp -= 1
-            chain = stack_c[sp]
-            pos = stack_p[sp]
-            continue
-        r = pos
-        ctr[0] += 1
-        ctr[1] += 1
-        if chain == watch:
-            ctr[3] += 1
-        fl = r_flags[r]
-        if ((st[1] & r_dmask[r]) == r_dst[r]) == ((fl & F_DST_INV) != 0):
-            pos += 1
-            continue
-        if ((st[0] & r_smask[r]) == r_src[r]) == ((fl & F_SRC_INV) != 0):
-            pos += 1
-            continue
-        pr = r_proto[r]
-        if pr != 0 and (st[2] == pr) == ((fl & F_PROTO_INV) != 0):
-            pos += 1
-            continue
-        ok = True
-        for j in range(mptr[r], mptr[r + 1]):
-            ctr[1] += 1
-            if not _ext_match(j, M, st, t, local, rt_keys, rt_vals, rt_count):
-                ok = False
-                break
-        if not ok:
-            pos += 1
-            continue
-        if rec_on and rec_n[0] < rec.shape[0]:
-            rec[rec_n[0], 0] = EV_MATCH
-            rec[rec_n[0], 1] = r
-            rec[rec_n[0], 2] = ctr[0]
-            rec_n[0] += 1
-        tk = target[r]
-        if tk == T_NONE:
-            pos += 1
-        elif tk == T_MARK:
-            tm = np.int64(tmask[r])
-            st[5] = (st[5] & (~tm & 0xFFFFFFFF)) ^ np.int64(tval[r])
-            pos += 1
-        elif tk == T_JUMP:
-            if sp >= nstack:
-                return V_DROP
-            stack_c[sp] = chain
-            stack_p[sp] = pos + 1
-            sp += 1
-            ctr[2] += 1
-            chain = tchain[r]
-            pos = chain_start[chain]
-        elif tk == T_GOTO:
-            ctr[2] += 1
-            chain = tchain[r]
-            pos = chain_start[chain]
-        elif tk == T_RETURN:
-            if sp == 0:
-                return policy
-            sp -= 1
-            chain = stack_c[sp]
-            pos = stack_p[sp]
-        elif tk == T_DNAT:
-            st[1] = np.int64(taddr[r])
-            if tport[r] != 0:
-                st[4] = np.int64(tport[r])
-            st[6] |= CT_DNAT
-            return V_ACCEPT
-        elif tk == T_MASQUERADE:
-            st[7] = 1
-            return V_ACCEPT
-        elif tk == T_ACCEPT:
-            return V_ACCEPT
-        elif tk == T_REJECT:
-            return V_REJECT
-        else:
-            return V_DROP
+def _traverse_kernel(chain_start, chain_end, chain_policy, r_src, r_smask, r_dst, r_dmask,
+                     r_proto, r_flags, mptr, target, tchain, taddr, tport, tval, tmask,
+                     m_kind, m_inv, m_a, m_b, m_c, mp_lo, mp_hi, hook_chain, nstack,
+                     p_src, p_dst, p_proto, p_sport, p_dport, p_time, from_host, local,
+                     masq_mark, seed, watch, rec_cap, rt_cap):
+    """ipt_do_table over every hook a NEW connection's first packet crosses (spec C.1).
 
-
-@njit(cache=True)
-def _traverse_kernel(R, M, hook_chain, nstack, p_src, p_dst, p_proto, p_sport, p_dport, p_time,
-                     from_host, local, masq_mark, seed, watch, rec_cap, rt_cap):
+    One flat loop (no per-rule function calls): steps = (table, hook) pairs; each step walks
+    from the hook's builtin chain with a jump stack of ``nstack`` entries (user chains).
+    """
     np.random.seed(seed)
     n = p_src.shape[0]
     verdict = np.empty(n, np.int8)
@@ -1000,11 +866,11 @@ def _traverse_kernel(R, M, hook_chain, nstack, p_src, p_dst, p_proto, p_sport, p
     dnat = np.zeros(n, np.bool_)
     marked = np.zeros(n, np.bool_)
     masq = np.zeros(n, np.bool_)
-    mark = np.empty(n, np.uint32)
+    mark_out = np.empty(n, np.uint32)
     rules = np.empty(n, np.int64)
     matches = np.empty(n, np.int64)
     jumps = np.empty(n, np.int64)
-    rules_nat = np.empty(n, np.int64)
+    rules_nat = np.zeros(n, np.int64)
     rules_filter = np.zeros(n, np.int64)
     rules_post = np.zeros(n, np.int64)
     watched = np.empty(n, np.int64)
@@ -1014,76 +880,219 @@ def _traverse_kernel(R, M, hook_chain, nstack, p_src, p_dst, p_proto, p_sport, p
     rt_vals = np.full(rt_cap, -np.inf)
     rt_count = np.zeros(2, np.int64)
     rec = np.zeros((rec_cap, 4), np.int64)
-    rec_n = np.zeros(1, np.int64)
-    st = np.zeros(8, np.int64)
-    ctr = np.zeros(4, np.int64)
-    steps = np.empty((4, 2), np.int64)
+    nrec = 0
+    steps = np.empty((5, 2), np.int64)
     for i in range(n):
-        st[0] = np.int64(p_src[i])
-        st[1] = np.int64(p_dst[i])
-        st[2] = np.int64(p_proto[i])
-        st[3] = np.int64(p_sport[i])
-        st[4] = np.int64(p_dport[i])
-        st[5] = 0
-        st[6] = CT_NEW
-        st[7] = 0
-        ctr[:] = 0
+        src = np.int64(p_src[i])
+        dst = np.int64(p_dst[i])
+        proto = np.int64(p_proto[i])
+        sport = np.int64(p_sport[i])
+        dport = np.int64(p_dport[i])
+        mark = np.int64(0)
+        ctstate = np.int64(CT_NEW)
+        did_masq = False
         t = p_time[i]
+        n_rules = np.int64(0)
+        n_matches = np.int64(0)
+        n_jumps = np.int64(0)
+        n_watch = np.int64(0)
         rec_on = i == 0 and rec_cap > 0
+        steps[0, 0] = TABLE_NAT
+        steps[0, 1] = HOOK_OUTPUT if from_host else HOOK_PREROUTING
+        nsteps = 1
         v = np.int64(V_ACCEPT)
-        c = hook_chain[TABLE_NAT, HOOK_OUTPUT if from_host else HOOK_PREROUTING]
-        if c >= 0:
-            v = _run_chain(c, t, st, ctr, R, M, local, stack_c, stack_p, rt_keys, rt_vals,
-                           rt_count, watch, rec, rec_n, rec_on)
-        rules_nat[i] = ctr[0]
-        marked[i] = (st[5] & masq_mark) != 0
-        dnat[i] = (st[6] & CT_DNAT) != 0
-        dnat_addr[i] = np.uint32(st[1])
-        dnat_port[i] = np.uint16(st[4])
-        if v == V_ACCEPT:
-            to_local = _is_local(st[1], local)
-            k = 0
-            if from_host:
-                steps[0, 0] = TABLE_FILTER
-                steps[0, 1] = HOOK_OUTPUT
-                steps[1, 0] = TABLE_NAT
-                steps[1, 1] = HOOK_POSTROUTING
-                k = 2
-                if to_local:
-                    steps[2, 0] = TABLE_FILTER
-                    steps[2, 1] = HOOK_INPUT
-                    steps[3, 0] = TABLE_NAT
-                    steps[3, 1] = HOOK_INPUT
-                    k = 4
+        s = 0
+        while s < nsteps:
+            c0 = hook_chain[steps[s, 0], steps[s, 1]]
+            before = n_rules
+            v = np.int64(V_ACCEPT)
+            if c0 >= 0:
+                ctstate = CT_NEW | (ctstate & CT_DNAT)
+                policy = np.int64(chain_policy[c0])
+                chain = c0
+                pos = chain_start[c0]
+                sp = 0
+                while True:
+                    if pos >= chain_end[chain]:
+                        if sp == 0:
+                            if rec_on and nrec < rec_cap:
+                                rec[nrec, 0] = EV_POLICY
+                                rec[nrec, 1] = c0
+                                rec[nrec, 2] = n_rules
+                                rec[nrec, 3] = policy
+                                nrec += 1
+                            v = policy
+                            break
+                        if rec_on and nrec < rec_cap:
+                            rec[nrec, 0] = EV_END
+                            rec[nrec, 1] = chain
+                            rec[nrec, 2] = n_rules
+                            nrec += 1
+                        sp -= 1
+                        chain = stack_c[sp]
+                        pos = stack_p[sp]
+                        continue
+                    r = pos
+                    n_rules += 1
+                    n_matches += 1
+                    if chain == watch:
+                        n_watch += 1
+                    fl = r_flags[r]
+                    if ((dst & r_dmask[r]) == r_dst[r]) == ((fl & F_DST_INV) != 0):
+                        pos += 1
+                        continue
+                    if ((src & r_smask[r]) == r_src[r]) == ((fl & F_SRC_INV) != 0):
+                        pos += 1
+                        continue
+                    pr = r_proto[r]
+                    if pr != 0 and (proto == pr) == ((fl & F_PROTO_INV) != 0):
+                        pos += 1
+                        continue
+                    ok = True
+                    for j in range(mptr[r], mptr[r + 1]):
+                        n_matches += 1
+                        kind = m_kind[j]
+                        inv = np.int64(m_inv[j])
+                        neg = (inv & 1) != 0
+                        if kind == M_COMMENT or kind == M_NFACCT:
+                            ok = True
+                        elif kind == M_PORT:
+                            ok = ((dport >= m_a[j]) and (dport <= m_b[j])) != neg
+                            if ok:
+                                cc = m_c[j]
+                                ok = ((sport >= (cc >> 16)) and (sport <= (cc & 0xFFFF))) != (
+                                    (inv & 2) != 0)
+                        elif kind == M_STATISTIC:
+                            ok = (np.random.randint(0, 2147483648) < m_a[j]) != neg
+                        elif kind == M_ADDRTYPE:
+                            sm = m_a[j]
+                            dm = m_b[j]
+                            ok = True
+                            if sm != 0 and (sm == 1) != _is_local(src, local):
+                                ok = False
+                            if ok and dm != 0 and (dm == 1) != _is_local(dst, local):
+                                ok = False
+                        elif kind == M_MARK:
+                            ok = ((mark & m_b[j]) == m_a[j]) != neg
+                        elif kind == M_CONNTRACK:
+                            ok = ((ctstate & m_a[j]) != 0) != neg
+                        elif kind == M_MULTIPORT:
+                            which = m_c[j]
+                            hit = False
+                            for k in range(m_a[j], m_a[j] + m_b[j]):
+                                if which != 1 and dport >= mp_lo[k] and dport <= mp_hi[k]:
+                                    hit = True
+                                if which != 0 and sport >= mp_lo[k] and sport <= mp_hi[k]:
+                                    hit = True
+                            ok = hit != neg
+                        elif kind == M_RECENT:
+                            addr = dst if (inv & 4) else src
+                            key = (np.uint64(m_a[j] + 1) << np.uint64(32)) | np.uint64(addr)
+                            ok = _recent(key, m_b[j], m_c[j], inv, t, rt_keys, rt_vals,
+                                         rt_count)
+                        else:
+                            ok = False
+                        if not ok:
+                            break
+                    if not ok:
+                        pos += 1
+                        continue
+                    if rec_on and nrec < rec_cap:
+                        rec[nrec, 0] = EV_MATCH
+                        rec[nrec, 1] = r
+                        rec[nrec, 2] = n_rules
+                        nrec += 1
+                    tk = target[r]
+                    if tk == T_NONE:
+                        pos += 1
+                    elif tk == T_MARK:
+                        tm = np.int64(tmask[r])
+                        mark = (mark & (~tm & 0xFFFFFFFF)) ^ np.int64(tval[r])
+                        pos += 1
+                    elif tk == T_JUMP:
+                        if sp >= nstack:
+                            v = V_DROP
+                            break
+                        stack_c[sp] = chain
+                        stack_p[sp] = pos + 1
+                        sp += 1
+                        n_jumps += 1
+                        chain = tchain[r]
+                        pos = chain_start[chain]
+                    elif tk == T_GOTO:
+                        n_jumps += 1
+                        chain = tchain[r]
+                        pos = chain_start[chain]
+                    elif tk == T_RETURN:
+                        if sp == 0:
+                            v = policy
+                            break
+                        sp -= 1
+                        chain = stack_c[sp]
+                        pos = stack_p[sp]
+                    elif tk == T_DNAT:
+                        dst = np.int64(taddr[r])
+                        if tport[r] != 0:
+                            dport = np.int64(tport[r])
+                        ctstate |= CT_DNAT
+                        v = V_ACCEPT
+                        break
+                    elif tk == T_MASQUERADE:
+                        did_masq = True
+                        v = V_ACCEPT
+                        break
+                    elif tk == T_ACCEPT:
+                        v = V_ACCEPT
+                        break
+                    elif tk == T_REJECT:
+                        v = V_REJECT
+                        break
+                    else:
+                        v = V_DROP
+                        break
+            if s == 0:
+                rules_nat[i] = n_rules
+                marked[i] = (mark & masq_mark) != 0
+                dnat[i] = (ctstate & CT_DNAT) != 0
+                dnat_addr[i] = np.uint32(dst)
+                dnat_port[i] = np.uint16(dport)
+                if v == V_ACCEPT:
+                    to_local = _is_local(dst, local)
+                    if from_host:
+                        steps[1, 0] = TABLE_FILTER
+                        steps[1, 1] = HOOK_OUTPUT
+                        steps[2, 0] = TABLE_NAT
+                        steps[2, 1] = HOOK_POSTROUTING
+                        nsteps = 3
+                        if to_local:
+                            steps[3, 0] = TABLE_FILTER
+                            steps[3, 1] = HOOK_INPUT
+                            steps[4, 0] = TABLE_NAT
+                            steps[4, 1] = HOOK_INPUT
+                            nsteps = 5
+                    else:
+                        steps[1, 0] = TABLE_FILTER
+                        steps[1, 1] = HOOK_INPUT if to_local else HOOK_FORWARD
+                        steps[2, 0] = TABLE_NAT
+                        steps[2, 1] = HOOK_INPUT if to_local else HOOK_POSTROUTING
+                        nsteps = 3
             else:
-                steps[0, 0] = TABLE_FILTER
-                steps[0, 1] = HOOK_INPUT if to_local else HOOK_FORWARD
-                steps[1, 0] = TABLE_NAT
-                steps[1, 1] = HOOK_INPUT if to_local else HOOK_POSTROUTING
-                k = 2
-            for s in range(k):
-                c = hook_chain[steps[s, 0], steps[s, 1]]
-                if c < 0:
-                    continue
-                st[6] = CT_NEW | (st[6] & CT_DNAT)
-                before = ctr[0]
-                v = _run_chain(c, t, st, ctr, R, M, local, stack_c, stack_p, rt_keys, rt_vals,
-                               rt_count, watch, rec, rec_n, rec_on)
                 if steps[s, 0] == TABLE_FILTER:
-                    rules_filter[i] += ctr[0] - before
+                    rules_filter[i] += n_rules - before
                 else:
-                    rules_post[i] += ctr[0] - before
+                    rules_post[i] += n_rules - before
                 if v != V_ACCEPT:
                     break
+            s += 1
         verdict[i] = v
-        masq[i] = st[7] != 0
-        mark[i] = np.uint32(st[5])
-        rules[i] = ctr[0]
-        matches[i] = ctr[1]
-        jumps[i] = ctr[2]
-        watched[i] = ctr[3]
-    return (verdict, dnat, dnat_addr, dnat_port, marked, masq, mark, rules, matches, jumps,
-            rules_nat, rules_filter, rules_post, watched, rec[: rec_n[0]], rt_count[1])
+        masq[i] = did_masq
+        mark_out[i] = np.uint32(mark)
+        rules[i] = n_rules
+        matches[i] = n_matches
+        jumps[i] = n_jumps
+        watched[i] = n_watch
+    return (verdict, dnat, dnat_addr, dnat_port, marked, masq, mark_out, rules, matches, jumps,
+            rules_nat, rules_filter, rules_post, watched, rec[:nrec], rt_count[1])
 
 
 @dataclass(frozen=True)
@@ -1161,7 +1170,7 @@ def traverse(
     nstack = int((ruleset.chain_policy < 0).sum())
     while True:
         out = _traverse_kernel(
-            _rule_tuple(ruleset), _match_tuple(ruleset), ruleset.hook_chain, nstack,
+            *_rule_tuple(ruleset), *_match_tuple(ruleset), ruleset.hook_chain, nstack,
             packets.src, packets.dst, packets.proto, packets.sport, packets.dport,
             np.ascontiguousarray(times, dtype=np.float64), hook == "output", local,
             np.int64(ruleset.masq_mark), np.int64(seed), np.int64(watch_chain),

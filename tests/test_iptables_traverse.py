@@ -63,8 +63,8 @@ HANDMADE = """\
 -A PREROUTING -s 10.0.0.0/8 -g B
 -A PREROUTING -j C
 -A PREROUTING -p udp -m udp --sport 53 -j DNAT --to-destination 10.9.9.9
--A A -m recent --update --seconds 5 --name hot --mask 255.255.255.255 --rsource -j DNAT --to-destination 10.1.1.1:81
--A A -m statistic --mode random --probability 0.25 -m recent --set --name hot --mask 255.255.255.255 --rsource -j RETURN
+-A A -m recent --update --seconds 5 --name hot -j DNAT --to-destination 10.1.1.1:81
+-A A -m statistic --mode random --probability 0.25 -m recent --set --name hot -j RETURN
 -A A ! -d 192.168.0.0/16 -m tcp ! --dport 8050 -j B
 -A A -m addrtype ! --src-type LOCAL -j MARK --or-mark 0x4000
 -A B -m statistic --mode random ! --probability 0.5 -j RETURN

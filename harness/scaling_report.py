@@ -280,9 +280,9 @@ def report(df: pd.DataFrame, plots_dir: Path) -> Report:
                    f"--service-node-port-range 1024-65535 (from {int(wide['services'].min()):,}"
                    f" Services)")
             if not capped.empty:
-                msg += (f"; above 64,000 Services only 64,000 are NodePorts (a node has 64,512 "
-                        f"ports), e.g. {int(capped['services'].max()):,} Services -> "
-                        f"{int(capped['nodeport_services'].min()):,} NodePorts")
+                msg += (f"; the largest clusters cannot make every Service a NodePort (a node "
+                        f"has 64,512 ports in 1024-65535): {int(capped['services'].max()):,} "
+                        f"Services -> {int(capped['nodeport_services'].min()):,} NodePorts")
             findings.append(msg + ".")
     headline = pd.DataFrame(rows)
     return Report(figures=figures, headline=headline, findings=findings)

@@ -808,3 +808,24 @@ def service_lookups(tables: IpvsTables, daddr: np.ndarray, dport: np.ndarray,
         t.resizable, t.svc_seed, t.fwm_head, t.fwm_next, t.fwm_mark,
         np.ascontiguousarray(daddr, dtype=np.int64), np.ascontiguousarray(dport, dtype=np.int64),
         np.ascontiguousarray(proto, dtype=np.int64))
+
+
+@njit(cache=True)
+def _conn_lookup_many(head, nxt, caddr, cport, cproto, vaddr, vport, rnd, fold, bits, le,
+                      a, p, pr, va, vp):
+    n = a.shape[0]
+    hit = np.empty(n, dtype=np.int64)
+    probes = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        hit[k], probes[k] = _conn_in_get(head, nxt, caddr, cport, cproto, vaddr, vport, rnd,
+                                         fold, bits, le, a[k], p[k], pr[k], va[k], vp[k])
+    return hit, probes
+
+
+def conn_lookups(conn: ConnTable, caddr, cport, proto, vaddr, vport
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``__ip_vs_conn_in_get`` for each packet: (connection index or -1, probes)."""
+    arrs = [np.ascontiguousarray(x, dtype=np.int64) for x in (caddr, cport, proto, vaddr, vport)]
+    return _conn_lookup_many(conn.head, conn.nxt, conn.caddr, conn.cport, conn.proto,
+                             conn.vaddr, conn.vport, conn.rnd, conn.fold, conn.bits,
+                             conn.little_endian, *arrs)

@@ -12,7 +12,7 @@ through conntrack (and the IPVS connection table in ipvs mode). The cost model
 (nftables); hash probes (service table, connection table, ipsets) + rules evaluated (ipvs).
 
 Cluster: every Service is of type NodePort (so the same cluster serves all traffic classes);
-above 64,000 Services only 64,000 are (a node has 64,512 ports in 1024-65535) — the
+above 63,500 Services a fraction 63,500/Services are (a node has 64,512 ports in 1024-65535) — the
 ``nodeport_services`` column says how many. Above 2,700 NodePorts the API server's default
 range 30000-32767 (2,768 ports) is too small, so ``nodeport_range`` becomes 1024-65535; the
 ``nodeport_range`` column records it. ExternalName Services would add zero rules in every mode.
@@ -39,7 +39,7 @@ from kernels.traffic import make_packets
 
 MODES = ("userspace", "iptables", "ipvs", "nftables")
 TRAFFIC = ("clusterip", "nodeport", "miss")
-NODEPORT_CAP = 64_000
+NODEPORT_CAP = 63_500
 DEFAULT_NODEPORT_MAX = 2_700
 WIDE_RANGE = (1024, 65535)
 OPS_DEFINITION = {

@@ -1,0 +1,100 @@
+"""Kind ``scaling``: validation case 16 through the iptables model and the kind, determinism,
+checks and the report on a small grid."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.kinds import scaling
+from kernels.cluster import build_cluster
+from kernels.iptables import TABLE_NAT, compile_cluster, traverse
+from kernels.traffic import make_packets
+
+
+def test_case16_kube_services_and_svc_chain():
+    """Validation case 16: uniform ClusterIP hits evaluate (R+1)/2 of the R service rules of
+    KUBE-SERVICES, a miss evaluates every rule; KUBE-SVC evaluates the masquerade rule plus
+    (n+1)/2 load-balancing rules — means within 1 % over 10^5 connections."""
+    c = build_cluster(300, 1, seed=5)
+    rs = compile_cluster(c)
+    ks = rs.find_chain("KUBE-SERVICES", TABLE_NAT)
+    n_rules = int(rs.rules_per_chain()[ks])
+    r_svc = n_rules - 1  # the last rule is the addrtype LOCAL -> KUBE-NODEPORTS rule
+    pk = make_packets(c, "clusterip", 100_000, seed=6)
+    hit = traverse(rs, pk, seed=7, watch_chain=ks).watch_rules
+    assert hit.mean() == pytest.approx((r_svc + 1) / 2, rel=0.01)
+    miss = traverse(rs, make_packets(c, "miss", 1000, seed=8), watch_chain=ks).watch_rules
+    assert (miss == n_rules).all()
+
+    n = 10
+    c1 = build_cluster(1, n, seed=1)
+    rs1 = compile_cluster(c1)
+    svc = [i for i, name in enumerate(rs1.chain_names) if name.startswith("KUBE-SVC-")][0]
+    res = traverse(rs1, make_packets(c1, "clusterip", 100_000, seed=2), seed=3, watch_chain=svc)
+    assert res.watch_rules.mean() == pytest.approx(1 + (n + 1) / 2, rel=0.01)
+
+
+def test_case16_via_the_kind():
+    """Doubling Services from 200 to 400 adds (401 - 201) / 2 = 100 rules to the mean ClusterIP
+    first packet (everything else on the path is constant), within 1 %."""
+    p = {"mode": "iptables", "endpoints_per_service": 2, "traffic": "clusterip",
+         "packets": 100_000, "established_packets": 100, "live_connections": 100}
+    a = scaling.run_point({**p, "services": 200}, 11, {})
+    b = scaling.run_point({**p, "services": 400}, 11, {})
+    assert b["rules_evaluated_mean"] - a["rules_evaluated_mean"] == pytest.approx(100, rel=0.01)
+    assert b["first_packet_ops_mean"] == b["rules_evaluated_mean"]
+
+
+@pytest.mark.parametrize("mode", scaling.MODES)
+def test_run_point_deterministic_and_complete(mode):
+    p = {"mode": mode, "services": 60, "endpoints_per_service": 3, "traffic": "nodeport",
+         "packets": 500, "established_packets": 500, "live_connections": 500}
+    a = scaling.run_point(p, 3, {})
+    b = scaling.run_point(p, 3, {})
+    assert a == b
+    for col in ("first_packet_ops_mean", "first_packet_ops_p99", "first_packet_ns_mean",
+                "first_packet_ns_p99", "established_packet_ns_mean", "rules_total",
+                "kernel_memory_bytes"):
+        assert np.isfinite(a[col]) and a[col] > 0, col
+    assert a["hit_fraction"] == 1.0
+    c = scaling.run_point(p, 3, {"rule_ns": 100.0})
+    assert c["first_packet_ns_mean"] > a["first_packet_ns_mean"]
+
+
+def test_check_memory_and_nodeport_plan():
+    base = {pp.name: pp.default for pp in scaling.PARAMS}
+    assert scaling.check(base) is None
+    key, _ = scaling.check({**base, "live_connections": 10**6})
+    assert key == "live_connections"
+    assert scaling.check({**base, "live_connections": 10**6, "conntrack_max": 2 * 10**6}) is None
+    assert scaling.memory_bytes({**base, "services": 100_000}) > scaling.memory_bytes(base)
+    frac, rng = scaling._nodeport_plan({**base, "services": 100_000})
+    assert frac * 100_000 == pytest.approx(63_500) and rng == (1024, 65535)
+    assert scaling._nodeport_plan({**base, "services": 2000}) == (1.0, (30000, 32767))
+
+
+def test_report_on_a_small_grid(tmp_path):
+    rows = []
+    for mode in scaling.MODES:
+        for s in (10, 100, 1000, 2000):
+            for tr in ("clusterip", "miss"):
+                p = {"mode": mode, "services": s, "endpoints_per_service": 2, "traffic": tr,
+                     "packets": 300, "established_packets": 300, "live_connections": 300}
+                rows.append({**{pp.name: pp.default for pp in scaling.PARAMS}, **p,
+                             **scaling.run_point(p, 1, {})})
+    for live in (300, 3000):
+        p = {"mode": "ipvs", "services": 10, "endpoints_per_service": 2, "traffic": "clusterip",
+             "packets": 100, "established_packets": 300, "live_connections": live,
+             "conn_table_bits": 8}
+        rows.append({**{pp.name: pp.default for pp in scaling.PARAMS}, **p,
+                     **scaling.run_point(p, 1, {})})
+    rep = scaling.KIND.report(pd.DataFrame(rows), tmp_path)
+    assert {f.filename for f in rep.figures} >= {"first_packet_vs_services.png",
+                                                 "rules_memory_vs_services.png",
+                                                 "established_vs_live_connections.png"}
+    for f in rep.figures:
+        assert (tmp_path / f.filename).stat().st_size > 0
+    assert any("iptables' first packet costs" in s for s in rep.findings)
+    slopes = rep.headline.dropna(subset=["slope_ops"])
+    ipt = slopes[(slopes["mode"] == "iptables") & (slopes["traffic"] == "miss")]
+    assert ipt["slope_ops"].iloc[0] == pytest.approx(1.0, abs=0.05)

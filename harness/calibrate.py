@@ -77,15 +77,17 @@ class Settings:
     max_rounds: int = 20000
     min_rounds: int = 400
     warmup: int = 50
-    change_repeats: int = 5
+    change_repeats: int = 5  # one-Service changes timed per point (1 above 10,000 Services)
+    full_reload: bool = True  # also time a full re-load over the loaded rules
+    nft_faithful_max: int = NFT_FAITHFUL_MAX
     cpu: int | None = None
     seed: int = 0
     listen_port: int = LISTEN_PORT
 
     @classmethod
     def quick(cls, services: tuple[int, ...] | None = None) -> Settings:
-        return cls(services=services or QUICK_SERVICES, budget_s=1.2, max_rounds=4000,
-                   min_rounds=200, change_repeats=1)
+        return cls(services=services or QUICK_SERVICES, budget_s=1.0, max_rounds=3000,
+                   min_rounds=300, change_repeats=1, full_reload=False, nft_faithful_max=1000)
 
 
 @dataclass
@@ -446,7 +448,7 @@ def measure_point(mode: str, n: int, settings: Settings, renderers, log=print) -
     targets = {lab: [order[i][0], order[i][1], i] for lab, i in picks.items()}
     targets["miss"] = ["127.0.0.1", settings.listen_port, -1]
     text = nft_render(cluster) if mode == "nftables" else ipt_text
-    simplified = mode == "nftables" and n > NFT_FAITHFUL_MAX
+    simplified = mode == "nftables" and n > settings.nft_faithful_max
     if simplified:
         text = rules.nft_single_endpoint_goto(text)
     if mode == "nftables":
@@ -457,28 +459,29 @@ def measure_point(mode: str, n: int, settings: Settings, renderers, log=print) -
             raise RuntimeError(f"{mode} N={n}: the model does not DNAT the probed VIPs to "
                                f"{rules.ENDPOINT_IP}; the loaded rules would not match it")
     rounds = _rounds(settings, n)
+    repeats = settings.change_repeats if n <= 10000 else 1
     probe_targets = [[lab, ip, port] for lab, (ip, port, _i) in targets.items()]
     with Namespace(tag=mode.split("-")[-1]) as ns:
         if mode in RESTORE:
             cmd = [RESTORE[mode]]
             load_initial = ns.timed(cmd, stdin=text)
-            load_full = ns.timed(cmd, stdin=text)
+            load_full = ns.timed(cmd, stdin=text) if settings.full_reload else float("nan")
             counts = rules.iptables_counts(text)
             partial, change_counts = rules.iptables_partial_sync(text, order[picks["mid"]][2])
             change = [ns.timed([*cmd, "--noflush"], stdin=partial)
-                      for _ in range(settings.change_repeats)]
+                      for _ in range(repeats)]
             list_s = float("nan")
         else:
             cmd = ["nft", "-f", "-"]
             load_initial = ns.timed(cmd, stdin=text)
             reload = "table ip kube-proxy\ndelete table ip kube-proxy\n" + text
-            load_full = ns.timed(cmd, stdin=reload)
+            load_full = ns.timed(cmd, stdin=reload) if settings.full_reload else float("nan")
             counts = rules.nft_counts(text)
             vip, port = order[picks["mid"]][0], order[picks["mid"]][1]
             delta = rules.nft_service_change(text, vip, port)
             change_counts = {"rules": sum(ln.startswith("add rule") for ln in delta.split("\n")),
                              "chains": 1, "elements": 2}
-            change = [ns.timed(cmd, stdin=delta) for _ in range(settings.change_repeats)]
+            change = [ns.timed(cmd, stdin=delta) for _ in range(repeats)]
             t0 = time.perf_counter()
             ns.run(["nft", "list", "chains", "ip"])
             list_s = time.perf_counter() - t0
@@ -578,7 +581,7 @@ def provenance(settings: Settings, started, rule_source: str, count_source: str)
         "count_source": count_source,
         "service_cidr": rules.SERVICE_CIDR,
         "vmap_depth": VMAP_DEPTH,
-        "nft_faithful_max": NFT_FAITHFUL_MAX,
+        "nft_faithful_max": settings.nft_faithful_max,
     }
 
 

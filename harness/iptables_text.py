@@ -404,6 +404,9 @@ class _Parser:
                 if tname in _TERMINALS and not goto:
                     target = _TERMINALS[tname]
                 else:
+                    if (table, tname) not in self.chain_index:
+                        raise _Fail(f"unknown target {tname!r} (neither a chain declared in "
+                                    f"table {ipt.TABLE_NAMES[table]} nor a supported target)")
                     target = ipt.T_GOTO if goto else ipt.T_JUMP
                     self.pending_jumps.append((len(self.rules), tname, table, lineno))
                 i += 2

@@ -328,6 +328,8 @@ class _Parser:
         if len(tokens) < 2 or tokens[0] not in ("-A", "--append"):
             raise _Fail(f"expected '-A CHAIN', got {' '.join(tokens[:2])!r}")
         chain = self.chain_index.get((table, tokens[1]))
+        if chain is None and tokens[1] in BUILTIN[ipt.TABLE_NAMES[table]]:
+            chain = self._declare(table, tokens[1], ipt.V_ACCEPT)  # restore input may omit it
         if chain is None:
             raise _Fail(f"chain {tokens[1]!r} is not declared in table "
                         f"{ipt.TABLE_NAMES[table]}")

@@ -101,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
     pk = packets(np.full(n, src, np.uint32), dst, args.dport, proto=PROTOCOLS[args.proto],
                  sport=args.sport, time=np.arange(n) * args.interval)
     res = ipt.traverse(rs, pk, seed=args.seed, local_addrs=np.array(local, dtype=np.uint32),
-                       hook=args.hook, record=1_000_000)
+                       hook=args.hook, record=min(1_000_000, 4 * rs.n_rules + 64))
     print("path:")
     prev = 0
     for event, index, done, value in res.path:

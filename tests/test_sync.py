@@ -110,6 +110,22 @@ def test_kernel_matches_naive_other_workloads(workload, seed):
     _compare_with_naive(K.MODES[(seed + 1) % 4], 200 + seed, workload=workload, coalesce=False)
 
 
+def test_change_streams_have_the_documented_shape():
+    t, s = K.change_stream("poisson", 20.0, 1000.0, 50, seed=1)
+    # Poisson count: mean 20,000, sd 141; 4 sd tolerance
+    assert abs(t.size - 20_000) < 4 * 141 and (np.diff(t) >= 0).all() and t.max() < 1000.0
+    assert np.bincount(s, minlength=50).min() > 300  # uniform over Services (mean 400)
+    t, s = K.change_stream("burst", 20.0, 1000.0, 50, seed=1, burst_size=10)
+    _, counts = np.unique(t, return_counts=True)
+    assert (counts == 10).all() and abs(t.size - 20_000) < 4 * 10 * math.sqrt(2000)
+    t, s = K.change_stream("rolling", 2.0, 5000.0, 50, seed=1, rolling_endpoints=3,
+                           rolling_step_s=0.5)
+    first = np.flatnonzero(np.r_[True, np.diff(s) != 0])
+    gaps = np.diff(t)[np.diff(s) == 0]
+    assert np.isin(np.round(gaps, 9), [0.5]).mean() > 0.9  # one pod every 0.5 s
+    assert abs(t.size / 5000.0 - 2.0) < 0.2 and first.size > 0
+
+
 # ------------------------------------------------------------------------------ NPL, closed form
 
 

@@ -46,6 +46,10 @@ def test_hand_made_schedule_matches_definition():
     np.testing.assert_allclose(r["start"], [0.5, 0.6, 1.7, 5.0, 5.1, 35.2, 40.0, 70.1])
     np.testing.assert_allclose(r["done_t"] - np.array(arr), [0.1, 0.1, 1.1, 1.0, 0.1, 0.15, 0.1])
     np.testing.assert_array_equal(r["count"], [1, 1, 2, 1, 1, 0, 1, 0])
+    sizes, const = tiny_sizes("iptables")
+    ref = NaiveRunner(arr, np.zeros(len(arr), dtype=np.int64), sizes, const, const_costs(0.1),
+                      "iptables", True, True, 1.0, 30.0, 2, 3600.0, 80.0).loop()
+    np.testing.assert_allclose([s[0] for s in ref.syncs], r["start"])
 
 
 def test_burst_one_waits_min_interval_after_completion():

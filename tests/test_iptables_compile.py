@@ -128,3 +128,19 @@ def test_100k_services_build():
     counts = rs.counts()
     assert counts["rules"] == 100_000 * 32 + 20
     assert counts["kube_services_rules"] == 100_001
+
+
+def test_firewall_allows_lb_ips_when_the_node_is_in_a_range():
+    """kube-proxy adds ``-s <LB IP> -j KUBE-EXT-*`` to KUBE-FW-* when a source range contains
+    the node IP (spec B.1, KUBE-FW)."""
+    from dataclasses import replace
+
+    c = build_cluster(3, 1, type_mix=(0, 0, 1, 0), lb_source_range_fraction=1.0, seed=8)
+    node = int(c.src_net[0]) + 5
+    c = replace(c, node_ips=np.array([node], dtype=np.uint32))
+    rs = ipt.compile_cluster(c)
+    fw = rs.extra["fw_chain"]
+    sizes = [int(rs.chain_end[f] - rs.chain_start[f]) for f in fw]
+    assert sizes[0] == 3 and sizes[1:] == [2, 2]
+    r = int(rs.chain_start[fw[0]]) + 1
+    assert rs.src[r] == c.lb_ip[0] and rs.src_mask[r] == 0xFFFFFFFF

@@ -490,7 +490,9 @@ def compile_cluster(
     when the cluster has more than 1000 endpoints (large-cluster mode). ``seed_order`` replaces
     ``cluster.port_order`` by a fresh seeded permutation (Go map order of another sync).
     Health-check node ports (filter KUBE-NODEPORTS ACCEPT) are not modelled: the cluster model
-    has none. ExternalName Services produce zero rules.
+    has none; nor is kubelet's filter KUBE-FIREWALL (not written by kube-proxy's sync).
+    ExternalName Services produce zero rules. Filter chains are flushed and rewritten with the
+    builtin jump rules in kube-proxy's prepend order (iptablesJumpChains).
     """
     if forward_policy not in ("ACCEPT", "DROP"):
         raise ValueError(f"forward_policy: expected ACCEPT or DROP, got {forward_policy!r}")

@@ -449,7 +449,6 @@ def _sync_ops(mode, full, sizes, const, dirty_list, n_dirty, dirty_count, ops):
     for k in range(NOPS):
         ops[k] = 0.0
     ops[OP_SYNCS] = 1.0
-    ops[OP_EXECS] = 0.0
     ports = 0
     all_rules = 0
     all_top = 0

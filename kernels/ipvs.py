@@ -534,9 +534,13 @@ def build_conn_table(
     head, nxt = _chain_insert(
         _conn_buckets(caddr, cport, proto, rnd, fold, conn_bits, little_endian), 1 << conn_bits
     )
-    return ConnTable(conn_bits, rnd, fold, little_endian, head, nxt, caddr.astype(np.int64),
-                     cport.astype(np.int64), proto, vaddr.astype(np.int64),
-                     vport.astype(np.int64))
+    # One 64-byte row per connection (next, caddr, cport, proto, vaddr, vport), like one
+    # struct ip_vs_conn: a chain walk touches one cache line per node. Fields are views.
+    rows = np.zeros((live_connections, 8), dtype=np.int64)
+    for col, arr in enumerate((nxt, caddr, cport, proto, vaddr, vport)):
+        rows[:, col] = arr
+    return ConnTable(conn_bits, rnd, fold, little_endian, head, rows[:, 0], rows[:, 1],
+                     rows[:, 2], rows[:, 3], rows[:, 4], rows[:, 5])
 
 
 @njit(cache=True)

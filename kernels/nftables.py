@@ -255,14 +255,14 @@ def build_tables(cluster: Cluster, *, masquerade_rule: bool = True, seed: int = 
     l_p, l_ip = elems(cluster.lb_ptr, cluster.lb_ip)
     all_p = np.concatenate([np.arange(n_ports), e_p, l_p])
     all_ip = np.concatenate([cip, e_ip, l_ip])
-    all_kind = np.concatenate([np.zeros(n_ports, np.int64), np.ones(e_p.size + l_p.size,
-                                                                    np.int64)])
+    all_kind = np.concatenate([np.zeros(n_ports, np.int64), np.ones(e_p.size, np.int64),
+                               np.full(l_p.size, 2, np.int64)])  # ClusterIP, external, LB
     srt = np.lexsort((all_kind, rank[all_p]))
     all_p, all_ip, all_kind = all_p[srt], all_ip[srt], all_kind[srt]
     key3 = np.stack([all_ip, proto[all_p], port[all_p]], axis=1)
     target = np.where(all_kind == 0, svc_chain[all_p], ext_chain[all_p])
     ok = has_ep[all_p]
-    lb_fw = (all_kind == 1) & has_fw[all_p] & ok
+    lb_fw = (all_kind == 2) & has_fw[all_p] & ok
     seeds = rng.integers(0, 2**32, size=7)
     service_ips = build_rhash(key3[ok], np.where(lb_fw, ext_chain[all_p], target)[ok], 3,
                               int(seeds[0]))

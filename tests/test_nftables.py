@@ -77,3 +77,40 @@ def test_rule_and_element_totals():
     assert t.rules_total == base + 50 * 2 + 50 * 4 * 2
     assert t.service_ips.elements == 50 and t.cluster_ips.elements == 50
     assert t.elements_total == 50 + 50 + 200
+
+
+def _render(seed=0, n=40):
+    from harness.nft_text import render
+
+    c = build_cluster(n, 3, type_mix=(0.4, 0.3, 0.3, 0), external_ip_fraction=0.2,
+                      lb_source_range_fraction=0.5, affinity_fraction=0.2, seed=seed)
+    return c, nft.build_tables(c, seed=seed), render(c, nft.build_tables(c, seed=seed))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nft_text_matches_the_model(seed):
+    from harness.nft_text import count_rules
+
+    c, t, text = _render(seed)
+    assert count_rules(text) == t.rules_total
+    assert text.count("add element ip kube-proxy service-ips ") == t.service_ips.elements
+    assert text.count("add element ip kube-proxy service-nodeports ") == \
+        t.service_nodeports.elements
+    assert text.count("add element ip kube-proxy firewall-ips ") == t.firewall_ips.elements
+    assert text.count("numgen random mod") == int((t.svc_chain >= 0).sum())
+
+
+def test_nft_text_loads_in_a_private_namespace():
+    """`nft -c -f` (check only) inside `unshare -n`: the host's ruleset is never touched."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nft") is None or shutil.which("unshare") is None:
+        pytest.skip("needs nft and unshare")
+    _, _, text = _render(1)
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("needs root / CAP_SYS_ADMIN for a private network namespace")
+    res = subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=text, text=True,
+                         capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr[:2000]

@@ -197,8 +197,8 @@ def simulate(w, be: K.Backends, scheduler: str, churn: K.Churn, *, seed=0, hands
                     S.set_inactive(st, c.dest)
                     bes[b].act -= 1
                     bes[b].inact += 1
-                    push(t + min(close_rtt_s, fin_wait_timeout_s) + time_wait_timeout_s,
-                         K.EV_EXPIRE, x)
+                    linger = min(close_rtt_s, fin_wait_timeout_s) + time_wait_timeout_s
+                    push(t + linger, K.EV_EXPIRE, x)
         elif kind == K.EV_EXPIRE:
             c = conns[x]
             S.unbind(st, c.dest, False)

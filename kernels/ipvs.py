@@ -358,6 +358,21 @@ class IpvsTables:
         counts = np.diff(self.ep_ptr)
         return int(counts[self.vs_service].sum()) if self.vs_service.size else 0
 
+    @property
+    def iptables_rules(self) -> int:
+        """nat rules of the modelled chains: PREROUTING 1, KUBE-SERVICES (LB 1, masquerade 1,
+        external 2, addrtype 1, accept 1), KUBE-LOAD-BALANCER 1, KUBE-NODE-PORT 2,
+        KUBE-MARK-MASQ 1, POSTROUTING 1, KUBE-POSTROUTING 4."""
+        lb = self.lb_set.elements > 0
+        ext = self.external_ip_set.elements > 0
+        return int(1 + 3 + 2 * lb + 2 * ext + 2 + 1 + 1 + 4)
+
+    @property
+    def iptables_chains(self) -> int:
+        """PREROUTING, POSTROUTING, KUBE-SERVICES, KUBE-NODE-PORT, KUBE-MARK-MASQ,
+        KUBE-POSTROUTING (+ KUBE-LOAD-BALANCER)."""
+        return 6 + int(self.lb_set.elements > 0)
+
     def svc_chain_lengths(self) -> np.ndarray:
         """Virtual servers per service-table bucket (int64[2^svc_bits])."""
         return np.bincount(

@@ -262,8 +262,7 @@ def run_point(params: dict, seed: int, calibration: dict) -> dict:
         reply_a = np.where(hit, tables.ep_ip[np.maximum(r["dest"], 0)], dst)
         reply_p = np.where(hit, tables.vs_target[np.maximum(r["vs"], 0)], dport)
         ops = (probes + r["rules"]).astype(np.float64)
-        const_rules = 16
-        rules_total, chains_total = const_rules, 7
+        rules_total, chains_total = tables.iptables_rules, tables.iptables_chains
         sets = (tables.cluster_ip_set, tables.external_ip_set, tables.lb_set,
                 tables.loopback_set)
         mem = (tables.virtual_servers * cm.IPVS_SERVICE_BYTES
@@ -272,7 +271,8 @@ def run_point(params: dict, seed: int, calibration: dict) -> dict:
                + 2 * (1 << tables.svc_bits) * cm.HLIST_HEAD_BYTES
                + sum(cm.hash_table_bytes(1 << s.bits, s.elements, cm.IPSET_ELEM_BYTES)
                      for s in sets)
-               + 2 * 65536 // 8 + cm.iptables_bytes(const_rules, 20, chains_total, p["ncpu"]))
+               + 2 * 65536 // 8 + cm.iptables_bytes(rules_total, 2 * rules_total, chains_total,
+                                                     p["ncpu"]))
         est_conn = ipvs.established_probes(conn, n_est, seed + 5).astype(np.float64)
         est = dict(conntrack_probes=est_ct, hash_probes=est_conn)
         out.update(ipvs_virtual_servers=tables.virtual_servers,

@@ -87,12 +87,13 @@ def project_renderers() -> tuple[object | None, object | None, str]:
     except ImportError:
         pass
     try:
-        from harness import nft_text
+        from harness.nft_text import render as nft_render
+        from kernels.nftables import build_tables
 
-        render = _first_attr(nft_text, ("render_cluster", "render", "to_nft_text"))
-        if render is not None:
-            nft = render
-            notes.append("nftables: harness.nft_text")
+        def nft(cluster, _render=nft_render, _build=build_tables):
+            return _render(cluster, _build(cluster), service_cidr=SERVICE_CIDR)
+
+        notes.append("nftables: kernels.nftables.build_tables + harness.nft_text.render")
     except ImportError:
         pass
     return ipt, nft, "; ".join(notes)
@@ -319,11 +320,24 @@ def iptables_partial_sync(text: str, changed_chain: str) -> tuple[str, dict[str,
 
 
 _NFT_CHAIN = re.compile(r"^\s*chain (\S+) \{")
-_NFT_ELEM = re.compile(r"(\d+\.\d+\.\d+\.\d+) \. (?:tcp|6) \. (\d+) : goto (\S+?),?$")
+_NFT_ELEM = re.compile(
+    r"(\d+\.\d+\.\d+\.\d+) \. (?:tcp|6) \. (\d+) : goto (\S+?)(?:,|\s*\}|$)")
 
 
 def nft_counts(text: str) -> dict[str, int]:
-    """Chains, rules and map elements of ``nft -f`` text (a table block, one statement a line)."""
+    """Chains, rules and map/set elements of ``nft -f`` text.
+
+    Two layouts: one ``add chain|rule|element`` command a line (harness.nft_text), or a
+    ``table { chain X { ... } map Y { elements = { ... } } }`` block, one statement a line.
+    """
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if any(ln.startswith("add ") for ln in lines):
+        return {
+            "chains": sum(ln.startswith("add chain ") for ln in lines),
+            "rules": sum(ln.startswith("add rule ") for ln in lines),
+            "elements": sum(ln.split("{", 1)[1].count(",") + 1 for ln in lines
+                            if ln.startswith("add element ") and "{" in ln),
+        }
     chains = rules = elements = 0
     depth = 0
     in_map = False
@@ -368,8 +382,10 @@ def nft_service_change(text: str, vip: str, port: int, table: str = "kube-proxy"
             break
     if target is None:
         raise ValueError(f"nft text: no service-ips element for {vip}:{port}")
-    body, inside = [], False
-    for raw in text.splitlines():
+    prefix = f"add rule ip {table} {target} "
+    body = [ln[len(prefix):] for ln in text.splitlines() if ln.startswith(prefix)]
+    inside = False
+    for raw in text.splitlines() if not body else ():
         m = _NFT_CHAIN.match(raw)
         if m:
             inside = m.group(1) == target

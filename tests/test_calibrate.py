@@ -280,3 +280,19 @@ def test_cli_refusal_is_one_line_exit_2(monkeypatch, capsys):
     code = cli.main(["calibrate", "--quick", "--out", "/nonexistent/x.toml"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "expected root" in err
+
+
+def test_nft_helpers_on_project_text():
+    ipt, nft, note = rules.project_renderers()
+    if nft is None:
+        pytest.skip("harness.nft_text not available")
+    c = rules.calibration_cluster(30, 18080, seed=4)
+    text = nft(c)
+    counts = rules.nft_counts(text)
+    assert counts["elements"] >= 30 and counts["chains"] >= 60
+    vip, port = rules.kube_services_order(c)[3]
+    delta = rules.nft_service_change(text, vip, port)
+    lines = delta.splitlines()
+    assert lines[0].startswith("flush chain ip kube-proxy service-")
+    assert sum(ln.startswith("add rule ") for ln in lines) >= 1
+    assert "numgen" not in rules.nft_single_endpoint_goto(text)

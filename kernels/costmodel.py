@@ -62,16 +62,22 @@ class CostModel:
     def from_overrides(cls, overrides: dict | None, source: str = "calibration") -> CostModel:
         """Defaults replaced by ``overrides`` (the ``calibration`` dict given to run_point).
 
-        Unknown keys or non-numeric / negative values raise ``harness.errors.UserError``.
+        Accepts the flat dict or one holding a ``costmodel`` table (as calibration files do).
+        Keys of kernels.sync (``sync_*``) and fit standard errors (``*_se``) are skipped; any
+        other unknown key or a non-numeric / negative value raises ``harness.errors.UserError``.
         """
         from harness.errors import UserError
 
         model = cls()
         if not overrides:
             return model
+        if isinstance(overrides.get("costmodel"), dict):
+            overrides = overrides["costmodel"]
         known = {f.name for f in fields(cls)}
         values = {}
         for key, value in overrides.items():
+            if str(key).startswith("sync_") or str(key).endswith("_se"):
+                continue
             if key not in known:
                 raise UserError(
                     f"{source}: {key}: expected one of {', '.join(sorted(known))}, got unknown key"

@@ -21,6 +21,8 @@ def test_overrides():
     m = cm.CostModel.from_overrides({"rule_ns": 6, "base_ns": 50.5})
     assert m.rule_ns == 6.0 and m.base_ns == 50.5 and m.match_ns == cm.CostModel().match_ns
     assert cm.CostModel.from_overrides({}) == cm.CostModel()
+    nested = {"costmodel": {"rule_ns": 5.5, "rule_ns_se": 0.2, "sync_ns_fixed": 1e6}}
+    assert cm.CostModel.from_overrides(nested).rule_ns == 5.5
     with pytest.raises(UserError, match="rule_nss"):
         cm.CostModel.from_overrides({"rule_nss": 1})
     with pytest.raises(UserError, match="jump_ns"):

@@ -109,6 +109,11 @@ LB_CHECK_EXPIRE_INTERVAL = 60.0
 LB_ENTRY_TIMEOUT = 360.0
 LB_COUNT_FOR_FULL_EXPIRATION = 30
 
+_hot = njit(cache=True, _nrt=False)
+"""Decision-path kernels: compiled without numba's reference counting. They never allocate,
+and without NRT a call does not incref/decref the ~50 arrays of the state tuple (which costs
+microseconds per call and would dominate every decision)."""
+
 _M32 = np.uint64(0xFFFFFFFF)
 _SM_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _SM_M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -179,7 +184,7 @@ class SchedState(NamedTuple):
 # primitives: random numbers and hashes
 
 
-@njit(cache=True)
+@_hot
 def _next_u64(rng):
     rng[0] += _SM_GAMMA
     z = rng[0]
@@ -188,13 +193,13 @@ def _next_u64(rng):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@_hot
 def _rand_u32(st):
     st.work[WORK_RANDOM] += 1
     return np.int64(_next_u64(st.rng) >> np.uint64(32))
 
 
-@njit(cache=True)
+@_hot
 def _mul_hash(x, offset, mask):
     """(offset + x * 2654435761) & mask with 32-bit wrap (spec A.6, A.7, A.9)."""
     x = np.uint64(x) & _M32
@@ -202,12 +207,12 @@ def _mul_hash(x, offset, mask):
     return np.int64(h & np.uint64(mask))
 
 
-@njit(cache=True)
+@_hot
 def _rotl(x, b):
     return (x << np.uint64(b)) | (x >> np.uint64(64 - b))
 
 
-@njit(cache=True)
+@_hot
 def _sipround(v0, v1, v2, v3):
     v0 += v1
     v1 = _rotl(v1, 13)
@@ -226,7 +231,7 @@ def _sipround(v0, v1, v2, v3):
     return v0, v1, v2, v3
 
 
-@njit(cache=True)
+@_hot
 def hsiphash_u32(value, k0, k1):
     """Kernel ``hsiphash`` of one u32 on 64-bit Linux (SipHash-1-3, 64-bit key words k0, k1,
     result truncated to 32 bits). ``hsiphash(&v, 4, key)`` == ``hsiphash_1u32(v, key)``."""
@@ -247,21 +252,21 @@ def hsiphash_u32(value, k0, k1):
     return np.int64((v0 ^ v1 ^ v2 ^ v3) & _M32)
 
 
-@njit(cache=True)
+@_hot
 def _mh_hashkey(addr, port, key, offset):
     """ip_vs_mh_hashkey: hsiphash of v = offset + port + addr (u32 wrap), key = {key, key}."""
     v = (np.int64(offset) + np.int64(port) + np.int64(addr)) & 0xFFFFFFFF
     return hsiphash_u32(v, key, key)
 
 
-@njit(cache=True)
+@_hot
 def _gcd(a, b):
     while b != 0:
         a, b = b, a % b
     return a
 
 
-@njit(cache=True)
+@_hot
 def _fls(x):
     n = 0
     while x > 0:
@@ -274,18 +279,18 @@ def _fls(x):
 # eligibility helpers
 
 
-@njit(cache=True)
+@_hot
 def _overloaded(st, d):
     return (st.flags[d] & DEST_F_OVERLOAD) != 0
 
 
-@njit(cache=True)
+@_hot
 def _overhead(st, d):
     """ip_vs_dest_conn_overhead = activeconns * 256 + inactconns (spec A.3)."""
     return st.activeconns[d] * 256 + st.inactconns[d]
 
 
-@njit(cache=True)
+@_hot
 def _hash_unavailable(st, d):
     """sh/mh ``is_unavailable``: weight <= 0 or OVERLOAD (spec A.7, A.8)."""
     return st.weight[d] <= 0 or (st.flags[d] & DEST_F_OVERLOAD) != 0
@@ -295,7 +300,7 @@ def _hash_unavailable(st, d):
 # list schedulers (spec A.4, A.5)
 
 
-@njit(cache=True)
+@_hot
 def _sched_rr(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -326,7 +331,7 @@ def _sched_rr(st, s):
     return st.dests[base + found]
 
 
-@njit(cache=True)
+@_hot
 def _sched_wrr(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -374,7 +379,7 @@ def _sched_wrr(st, s):
     return result
 
 
-@njit(cache=True)
+@_hot
 def _sched_lc(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -392,7 +397,7 @@ def _sched_lc(st, s):
     return least
 
 
-@njit(cache=True)
+@_hot
 def _wlc_pick(st, s, sed):
     """wlc (sed=False, overhead 256A+I) / sed (sed=True, overhead A+1); lblc/lblcr fallback."""
     base = s * st.params[P_MAX_DESTS]
@@ -421,7 +426,7 @@ def _wlc_pick(st, s, sed):
     return least
 
 
-@njit(cache=True)
+@_hot
 def _sched_nq(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -444,7 +449,7 @@ def _sched_nq(st, s):
     return least
 
 
-@njit(cache=True)
+@_hot
 def _sched_fo(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -459,7 +464,7 @@ def _sched_fo(st, s):
     return best
 
 
-@njit(cache=True)
+@_hot
 def _sched_ovf(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -475,7 +480,7 @@ def _sched_ovf(st, s):
     return best
 
 
-@njit(cache=True)
+@_hot
 def _sched_twos(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -529,7 +534,7 @@ def _sched_twos(st, s):
 # hashing schedulers (spec A.6-A.8)
 
 
-@njit(cache=True)
+@_hot
 def _sched_dh(st, s, daddr):
     off = st.tab_off[s]
     size = st.tab_size[s]
@@ -544,7 +549,7 @@ def _sched_dh(st, s, daddr):
     return d
 
 
-@njit(cache=True)
+@_hot
 def _sched_sh(st, s, caddr, cport):
     off = st.tab_off[s]
     size = st.tab_size[s]
@@ -576,7 +581,7 @@ def _sched_sh(st, s, caddr, cport):
     return -1
 
 
-@njit(cache=True)
+@_hot
 def _sched_mh(st, s, caddr, cport):
     off = st.tab_off[s]
     size = st.tab_size[s]
@@ -606,7 +611,7 @@ def _sched_mh(st, s, caddr, cport):
     return -1
 
 
-@njit(cache=True)
+@_hot
 def _dh_reassign(st, s):
     """ip_vs_dh_reassign: bucket i <- i-th dest cycling through list order (spec A.6)."""
     base = s * st.params[P_MAX_DESTS]
@@ -617,7 +622,7 @@ def _dh_reassign(st, s):
     st.work[WORK_REBUILD] += st.tab_size[s]
 
 
-@njit(cache=True)
+@_hot
 def _sh_reassign(st, s):
     """ip_vs_sh_reassign: each dest takes max(weight, 1) consecutive buckets, cycling (A.7)."""
     base = s * st.params[P_MAX_DESTS]
@@ -723,7 +728,7 @@ def _mh_reassign(st, s):
 # other dataplanes (spec B.1, B.3/C.2, B.4)
 
 
-@njit(cache=True)
+@_hot
 def _compile_endpoints(st, s):
     """Endpoint list of the statistic / numgen / userspace rules: weight > 0, list order."""
     base = s * st.params[P_MAX_DESTS]
@@ -740,7 +745,7 @@ def _compile_endpoints(st, s):
     st.work[WORK_REBUILD] += k
 
 
-@njit(cache=True)
+@_hot
 def _shuffle_endpoints(st, s):
     """Fisher-Yates shuffle of the compiled list (userspace ShuffleStrings), index reset."""
     off = st.tab_off[s]
@@ -753,7 +758,7 @@ def _shuffle_endpoints(st, s):
     st.us_index[s] = 0
 
 
-@njit(cache=True)
+@_hot
 def _sched_statistic(st, s):
     n = st.tab_len[s]
     if n == 0:
@@ -767,7 +772,7 @@ def _sched_statistic(st, s):
     return st.table[off + n - 1]
 
 
-@njit(cache=True)
+@_hot
 def _sched_numgen(st, s):
     n = st.tab_len[s]
     if n == 0:
@@ -777,7 +782,7 @@ def _sched_numgen(st, s):
     return st.table[st.tab_off[s] + ((r * n) >> 32)]
 
 
-@njit(cache=True)
+@_hot
 def _sched_userspace(st, s):
     n = st.tab_len[s]
     if n == 0:
@@ -792,7 +797,7 @@ def _sched_userspace(st, s):
 # lblc / lblcr (spec A.9)
 
 
-@njit(cache=True)
+@_hot
 def _lb_is_overloaded(st, s, d):
     """Scheduler-local is_overloaded: A > weight and some dest has 2A < weight."""
     if st.activeconns[d] > st.weight[d]:
@@ -805,13 +810,13 @@ def _lb_is_overloaded(st, s, d):
     return False
 
 
-@njit(cache=True)
+@_hot
 def _lb_bucket(st, s, daddr):
     st.work[WORK_HASHES] += 1
     return st.lb_off[s] + _mul_hash(daddr, 0, (1 << st.params[P_LB_BITS]) - 1)
 
 
-@njit(cache=True)
+@_hot
 def _lb_get(st, s, daddr):
     e = st.lb_head[_lb_bucket(st, s, daddr)]
     while e >= 0:
@@ -822,7 +827,7 @@ def _lb_get(st, s, daddr):
     return -1
 
 
-@njit(cache=True)
+@_hot
 def _lb_new_entry(st, s, daddr):
     """Allocate an entry hashed at its bucket head; -1 when the pool is full (kmalloc fail)."""
     e = st.lb_free[s]
@@ -840,7 +845,7 @@ def _lb_new_entry(st, s, daddr):
     return e
 
 
-@njit(cache=True)
+@_hot
 def _lb_free_entry(st, s, b, e):
     prev = -1
     x = st.lb_head[b]
@@ -858,7 +863,7 @@ def _lb_free_entry(st, s, b, e):
     st.lb_count[s] -= 1
 
 
-@njit(cache=True)
+@_hot
 def _sched_lblc(st, s, daddr):
     e = _lb_get(st, s, daddr)
     if e >= 0:
@@ -877,7 +882,7 @@ def _sched_lblc(st, s, daddr):
     return d
 
 
-@njit(cache=True)
+@_hot
 def _set_insert(st, e, d, check):
     so = st.le_setoff[e]
     n = st.le_setn[e]
@@ -893,7 +898,7 @@ def _set_insert(st, e, d, check):
     st.le_lastmod[e] = st.now[0]
 
 
-@njit(cache=True)
+@_hot
 def _set_erase(st, e, d):
     so = st.le_setoff[e]
     n = st.le_setn[e]
@@ -906,7 +911,7 @@ def _set_erase(st, e, d):
             return
 
 
-@njit(cache=True)
+@_hot
 def _set_min(st, e):
     so = st.le_setoff[e]
     n = st.le_setn[e]
@@ -937,7 +942,7 @@ def _set_min(st, e):
     return least
 
 
-@njit(cache=True)
+@_hot
 def _set_max(st, e):
     so = st.le_setoff[e]
     n = st.le_setn[e]
@@ -963,7 +968,7 @@ def _set_max(st, e):
     return most
 
 
-@njit(cache=True)
+@_hot
 def _sched_lblcr(st, s, daddr):
     e = _lb_get(st, s, daddr)
     if e >= 0:
@@ -990,7 +995,7 @@ def _sched_lblcr(st, s, daddr):
     return d
 
 
-@njit(cache=True)
+@_hot
 def lblc_check_expire(st, s):
     """One run of the lblc/lblcr GC timer (call every 60 s of model time; spec A.9): every
     30th run a full check drops entries unused for the expiration sysctl, otherwise only when
@@ -1039,7 +1044,7 @@ def lblc_check_expire(st, s):
 # public njit operations
 
 
-@njit(cache=True)
+@_hot
 def schedule(st, s, caddr, cport, daddr):
     """Pick a destination for a new connection of Service ``s`` (spec A.4-A.9, B.1, B.3, B.4).
 
@@ -1086,7 +1091,7 @@ def schedule(st, s, caddr, cport, daddr):
     return d
 
 
-@njit(cache=True)
+@_hot
 def _wrr_dest_changed(st, s):
     """ip_vs_wrr_dest_changed (spec A.5)."""
     base = s * st.params[P_MAX_DESTS]
@@ -1252,7 +1257,7 @@ def set_thresholds(st, s, d, u, lo):
     _dest_changed(st, s, False)
 
 
-@njit(cache=True)
+@_hot
 def bind(st, d):
     """ip_vs_bind_dest for a new non-template conn: inactconns++, OVERLOAD when u_threshold
     != 0 and active + inactive >= u_threshold (spec A.3)."""
@@ -1262,21 +1267,21 @@ def bind(st, d):
         st.flags[d] |= DEST_F_OVERLOAD
 
 
-@njit(cache=True)
+@_hot
 def set_active(st, d):
     """TCP state became ESTABLISHED: inactconns--, activeconns++ (spec A.3)."""
     st.inactconns[d] -= 1
     st.activeconns[d] += 1
 
 
-@njit(cache=True)
+@_hot
 def set_inactive(st, d):
     """TCP state left ESTABLISHED: activeconns--, inactconns++ (spec A.3)."""
     st.activeconns[d] -= 1
     st.inactconns[d] += 1
 
 
-@njit(cache=True)
+@_hot
 def _clear_overload(st, d):
     total = st.activeconns[d] + st.inactconns[d]
     if st.l_threshold[d] != 0:
@@ -1289,7 +1294,7 @@ def _clear_overload(st, d):
         st.flags[d] &= ~DEST_F_OVERLOAD
 
 
-@njit(cache=True)
+@_hot
 def unbind(st, d, was_active):
     """ip_vs_unbind_dest at conn expiry: decrement the matching counter, clear OVERLOAD below
     l_threshold, else below 3/4 of u_threshold, else always (spec A.3)."""
@@ -1300,7 +1305,7 @@ def unbind(st, d, was_active):
     _clear_overload(st, d)
 
 
-@njit(cache=True)
+@_hot
 def bind_template(st, d):
     """Persistence template bound to d: persistconns++ (spec A.3), overload rule as bind."""
     st.persistconns[d] += 1
@@ -1309,20 +1314,20 @@ def bind_template(st, d):
         st.flags[d] |= DEST_F_OVERLOAD
 
 
-@njit(cache=True)
+@_hot
 def unbind_template(st, d):
     """Template expired: persistconns--, overload clear rule as unbind."""
     st.persistconns[d] -= 1
     _clear_overload(st, d)
 
 
-@njit(cache=True)
+@_hot
 def _schedule_batch(st, svc, caddr, cport, daddr, out):
     for i in range(svc.shape[0]):
         out[i] = schedule(st, svc[i], caddr[i], cport[i], daddr[i])
 
 
-@njit(cache=True)
+@_hot
 def _schedule_bind_batch(st, svc, caddr, cport, daddr, out):
     for i in range(svc.shape[0]):
         d = schedule(st, svc[i], caddr[i], cport[i], daddr[i])

@@ -3,10 +3,12 @@
 Everything the calibration loads (iptables-legacy, iptables-nft and nftables rules) and every
 packet it sends stays inside a namespace named ``kpbcal-<pid>``: it has only ``lo``, every
 Service VIP lives in 127.0.0.0/8 and DNATs to a listener on 127.0.0.1, and the host namespace's
-rules are never read-modified-written. ``net.ipv4.conf.all.route_localnet=1`` (needed to NAT
-127/8 traffic) is set inside the namespace only. The namespace is removed on success, on error,
-on Ctrl-C and on SIGTERM/SIGHUP (the context manager turns those signals into exceptions so the
-``finally`` clause runs).
+rules are never modified (only read, by the safety check).
+``net.ipv4.conf.all.route_localnet=1`` (needed to NAT 127/8 traffic) is set inside the
+namespace only, and iptables runs with a private
+``XTABLES_LOCKFILE`` so the host's iptables users never wait for our restores. The namespace
+is removed on success, on error, on Ctrl-C and on SIGTERM/SIGHUP (the context manager turns
+those signals into exceptions so the ``finally`` clause runs).
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class _Interrupted(BaseException):
 
 
 def _raise_interrupted(signum, _frame):
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise _Interrupted(f"signal {signum}")
 
 
@@ -97,9 +101,14 @@ class Namespace:
     def __init__(self, tag: str = "") -> None:
         self.name = f"kpbcal-{os.getpid()}" + (f"-{tag}" if tag else "")
         self._old_handlers: dict[int, object] = {}
+        # iptables' lock (/run/xtables.lock) is host-wide although our tables are private: a
+        # private lock file keeps long restores from blocking the host's iptables users.
+        self.lockfile = f"/run/{self.name}.xtables.lock"
+        self.env = {**os.environ, "XTABLES_LOCKFILE": self.lockfile}
 
     def __enter__(self) -> Namespace:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        # SIGINT too: a background job inherits SIG_IGN for it, Ctrl-C must still clean up.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
                 self._old_handlers[sig] = signal.signal(sig, _raise_interrupted)
             except ValueError:  # not in the main thread: rely on try/finally only
@@ -132,6 +141,7 @@ class Namespace:
             self._old_handlers.clear()
 
     def _delete(self) -> None:
+        Path(self.lockfile).unlink(missing_ok=True)
         for _ in range(5):
             proc = subprocess.run(
                 ["ip", "netns", "del", self.name], capture_output=True, text=True, timeout=30
@@ -153,7 +163,8 @@ class Namespace:
     ) -> subprocess.CompletedProcess:
         """Run ``argv`` inside the namespace; raise RuntimeError with stderr if it fails."""
         proc = subprocess.run(
-            self.argv(argv), input=stdin, capture_output=True, text=True, timeout=timeout
+            self.argv(argv), input=stdin, capture_output=True, text=True, timeout=timeout,
+            env=self.env,
         )
         if check and proc.returncode != 0:
             raise RuntimeError(

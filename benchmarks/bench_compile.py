@@ -1,10 +1,11 @@
 """JIT compile time, as its own benchmarks (never mixed into the kernel timings).
 
-* ``test_compile_family[<module>]``: every numba dispatcher of one ``kernels`` module that the
-  kinds' warm-up compiled is compiled afresh, once per round, for the same signatures: a new
-  dispatcher over the same Python function, without the on-disk cache. Callees in other
-  dispatchers are already compiled (as in any warm process), so the family total counts each
-  function body once. ``extra_info``: functions and signatures compiled.
+* ``test_compile_family[<module>]``: the entry points of one ``kernels`` module that the kinds'
+  warm-up compiled are compiled afresh once per round, for the same signatures, together with
+  every njit helper they call (in any ``kernels`` module): each round clones the kernels'
+  namespaces with new dispatchers (same Python functions, no on-disk cache), so nothing is
+  reused from an earlier compile or from numba's cache. This is what a process with an empty
+  cache pays for the family. ``extra_info``: entry points and signatures compiled.
 * ``test_worker_start_cached`` / ``test_worker_start_cold``: a fresh interpreter importing every
   kind and running its ``warmup()`` — what every sweep worker pays — with numba's on-disk cache
   as it is (cached) and with an empty cache directory (cold: compile everything).
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import FunctionType, ModuleType
 
 import numba
 import pytest
@@ -38,52 +40,72 @@ WORKER_START = (
 )
 
 
+def _kernel_modules() -> dict[str, ModuleType]:
+    found = {}
+    for name in FAMILIES:
+        try:
+            found[name] = importlib.import_module(f"kernels.{name}")
+        except Exception:  # a broken module shows up in its own tests
+            continue
+    return found
+
+
 @pytest.fixture(scope="session")
-def warmed_signatures() -> dict[str, list[tuple[CPUDispatcher, list]]]:
-    """Run every kind's warm-up, then snapshot {module: [(dispatcher, signatures)]}."""
+def warmed_signatures() -> dict[str, list[tuple[str, list]]]:
+    """Run every kind's warm-up, then snapshot {module: [(function name, signatures)]}."""
     from harness.kinds import all_kinds
 
     for kind in all_kinds().values():
         kind.warmup()
-    found: dict[str, list[tuple[CPUDispatcher, list]]] = {}
-    for name in FAMILIES:
-        try:
-            module = importlib.import_module(f"kernels.{name}")
-        except Exception:  # a broken module shows up in its own tests
-            continue
-        found[name] = [
-            (obj, list(obj.signatures)) for obj in vars(module).values()
-            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == module.__name__
-            and obj.signatures
-        ]
-    return found
+    return {
+        name: [(attr, list(obj.signatures)) for attr, obj in vars(module).items()
+               if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == module.__name__
+               and obj.signatures]
+        for name, module in _kernel_modules().items()
+    }
 
 
-def _fresh_copies(pairs: list[tuple[CPUDispatcher, list]]) -> tuple[tuple, dict]:
-    options = {}
-    copies = []
-    for disp, sigs in pairs:
-        options = {k: v for k, v in disp.targetoptions.items() if k not in ("cache", "nopython")}
-        copies.append((numba.njit(**options)(disp.py_func), sigs))
-    return (copies,), {}
-
-
-def _compile_all(copies: list[tuple[CPUDispatcher, list]]) -> int:
-    for disp, sigs in copies:
-        for sig in sigs:
-            disp.compile(sig)
-    return len(copies)
+def fresh_universe() -> dict[str, dict]:
+    """Cloned globals of every kernels module, each njit function replaced by a new dispatcher
+    (no overloads, no cache) whose Python function sees the cloned globals."""
+    modules = {m.__name__: m for m in _kernel_modules().values()}
+    clones = {name: dict(vars(m)) for name, m in modules.items()}
+    fresh: dict[int, CPUDispatcher] = {}
+    for g in clones.values():
+        for obj in list(g.values()):
+            if (isinstance(obj, CPUDispatcher) and id(obj) not in fresh
+                    and obj.py_func.__module__ in clones):
+                f = obj.py_func
+                clone = FunctionType(f.__code__, clones[f.__module__], f.__name__,
+                                     f.__defaults__, f.__closure__)
+                clone.__kwdefaults__ = f.__kwdefaults__
+                options = {k: v for k, v in obj.targetoptions.items()
+                           if k not in ("cache", "nopython")}
+                fresh[id(obj)] = numba.njit(**options)(clone)
+    for g in clones.values():
+        for key, obj in list(g.items()):
+            if id(obj) in fresh:
+                g[key] = fresh[id(obj)]
+    return clones
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_compile_family(benchmark, warmed_signatures, family: str) -> None:
-    pairs = warmed_signatures.get(family, [])
-    if not pairs:
+    entries = warmed_signatures.get(family, [])
+    if not entries:
         pytest.skip(f"kernels.{family}: no numba function compiled by any kind's warmup()")
-    benchmark.pedantic(_compile_all, setup=lambda: _fresh_copies(pairs), rounds=3,
-                       iterations=1, warmup_rounds=0)
-    benchmark.extra_info["functions"] = len(pairs)
-    benchmark.extra_info["signatures"] = sum(len(s) for _, s in pairs)
+
+    def setup() -> tuple[tuple, dict]:
+        return (fresh_universe()[f"kernels.{family}"],), {}
+
+    def compile_all(namespace: dict) -> None:
+        for attr, sigs in entries:
+            for sig in sigs:
+                namespace[attr].compile(sig)
+
+    benchmark.pedantic(compile_all, setup=setup, rounds=3, iterations=1, warmup_rounds=0)
+    benchmark.extra_info["entry_points"] = len(entries)
+    benchmark.extra_info["signatures"] = sum(len(s) for _, s in entries)
 
 
 def _start_worker(cache_dir: str | None) -> None:

@@ -8,7 +8,8 @@
   cache pays for the family. ``extra_info``: entry points and signatures compiled.
 * ``test_worker_start_cached`` / ``test_worker_start_cold``: a fresh interpreter importing every
   kind and running its ``warmup()`` — what every sweep worker pays — with numba's on-disk cache
-  as it is (cached) and with an empty cache directory (cold: compile everything).
+  as it is (cached) and with an empty cache directory (cold: compile everything; only with
+  ``KPBENCH_BENCH_COLD=1``, as one round takes minutes).
 
 All of these are outside the quick subset (``kpbench bench --quick``).
 """
@@ -128,6 +129,8 @@ def test_worker_start_cached(benchmark) -> None:
     benchmark.pedantic(_start_worker, args=(None,), rounds=3, iterations=1)
 
 
+@pytest.mark.skipif(os.environ.get("KPBENCH_BENCH_COLD") != "1",
+                    reason="several minutes on 2 cores; set KPBENCH_BENCH_COLD=1 to run")
 def test_worker_start_cold(benchmark) -> None:
     _kinds_present()
 

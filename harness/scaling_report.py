@@ -162,16 +162,16 @@ def report(df: pd.DataFrame, plots_dir: Path) -> Report:
                          label=f"{1 << int(bits):,} buckets")
             axes[1].plot(pr.index, pr.values, marker="o", ms=3,
                          label=f"{1 << int(bits):,} buckets")
-            load = pr.index.values / (1 << int(bits))
-            big = pr.index[load >= 4]
-            if len(big):
-                n0 = big.min()
-                findings.append(
-                    f"IPVS connection table with 2^{int(bits)} buckets: at {int(n0):,} live "
-                    f"connections (load {n0 / (1 << int(bits)):.0f}/bucket) an established "
-                    f"packet walks {pr.loc[n0]:.1f} probes in the IPVS table and costs "
-                    f"{cur.loc[n0]:.0f} ns; at {int(pr.index.max()):,} it is "
-                    f"{pr.iloc[-1]:.1f} probes / {cur.iloc[-1]:.0f} ns.")
+            nb = 1 << int(bits)
+            doubled = pr.index[pr >= 2 * pr.iloc[0]]
+            where = (f"; probes double from {int(doubled.min()):,} live connections (load "
+                     f"{doubled.min() / nb:.1f}/bucket)" if len(doubled) else "")
+            findings.append(
+                f"IPVS connection table with 2^{int(bits)} buckets: an established packet walks "
+                f"{pr.iloc[0]:.1f} probes ({cur.iloc[0]:.0f} ns with conntrack) at "
+                f"{int(pr.index[0]):,} live connections and {pr.iloc[-1]:.1f} probes "
+                f"({cur.iloc[-1]:.0f} ns) at {int(pr.index[-1]):,} (load "
+                f"{pr.index[-1] / nb:.2f}/bucket){where}.")
         for ax, lab in zip(axes, ("established-packet cost (ns, mean)",
                                   "IPVS conn-table probes per packet (mean)"), strict=True):
             ax.set_xscale("log")

@@ -222,3 +222,24 @@ def test_get_kind_unknown_is_user_error():
 
     with pytest.raises(UserError, match="kind: expected one of"):
         get_kind("no-such-kind")
+
+
+def test_real_kinds_parameters_are_self_consistent():
+    """Every discovered kind: typed params, defaults within their own bounds/choices, and a
+    default point that passes its check and has a memory estimate."""
+    from harness.config import _Errors, _value
+    from harness.kinds import all_kinds
+
+    err = _Errors("kind", set())
+    for kind in all_kinds().values():
+        point = {}
+        for p in kind.params:
+            assert p.type in (int, float, str, bool), (kind.name, p.name)
+            assert p.help, (kind.name, p.name)
+            if p.default is not None:
+                point[p.name] = _value(p, p.default, f"{kind.name}.{p.name}", err)
+        if len(point) == len(kind.params):
+            if kind.check is not None:
+                assert kind.check(dict(point)) is None, kind.name
+            if kind.memory_bytes is not None:
+                assert int(kind.memory_bytes(dict(point))) >= 0, kind.name

@@ -91,8 +91,8 @@ class Experiment:
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the results (a resumed run must match it)."""
-        r = self.resolved()
-        key = {k: r[k] for k in ("seed", "repeats", "parts", "calibration")}
+        key = {"seed": self.seed, "repeats": self.repeats, "calibration": self.calibration,
+               "parts": [[p.kind, list(p.points)] for p in self.parts]}  # defaults included
         blob = json.dumps(key, sort_keys=True, default=str).encode()
         return hashlib.blake2b(blob, digest_size=8).hexdigest()
 

@@ -128,7 +128,11 @@ class RunStore:
     def create(cls, out: Path, experiment: Experiment, invocation: dict) -> RunStore:
         """Make a fresh run folder `out/<experiment>/<run-id>/` and write its config files."""
         base = out / experiment.name
-        base.mkdir(parents=True, exist_ok=True)
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--out: {out}: expected a writable folder, got {exc.strerror}") \
+                from None
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             path = base / (stamp if n == 1 else f"{stamp}-{n}")

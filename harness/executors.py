@@ -114,6 +114,7 @@ class LocalExecutor:
 
 
 _EXECUTORS: dict[str, type] = {LocalExecutor.name: LocalExecutor}
+_BROKEN: dict[str, str] = {}
 _discovered = False
 
 
@@ -126,7 +127,11 @@ def executors() -> dict[str, type]:
 
         for info in pkgutil.iter_modules(harness.__path__):
             if info.name.startswith("executor_"):
-                module = importlib.import_module(f"harness.{info.name}")
+                try:
+                    module = importlib.import_module(f"harness.{info.name}")
+                except Exception as exc:  # a broken plugin must not break the CLI
+                    _BROKEN[info.name.removeprefix("executor_")] = f"{type(exc).__name__}: {exc}"
+                    continue
                 cls = getattr(module, "EXECUTOR", None)
                 if cls is not None:
                     _EXECUTORS[cls.name] = cls
@@ -137,6 +142,9 @@ def make_executor(args: argparse.Namespace) -> Executor:
     """The executor named by `args.executor`, configured from its CLI options."""
     name = getattr(args, "executor", "local") or "local"
     classes = executors()
+    if name not in classes and name in _BROKEN:
+        raise UserError(f"--executor: {name}: expected an executor that imports, "
+                        f"got {_BROKEN[name]}")
     if name not in classes:
         raise UserError(f"--executor: expected one of {', '.join(classes)}, got {name!r}")
     return classes[name].from_args(args)

@@ -79,6 +79,23 @@ def test_fit_rules_recovers_single_slope_and_cache_model():
     assert np.max(np.abs(fit.rule_ns * dr / y - 1)) > 0.2
 
 
+def test_fit_rules_recovers_walk_warm_up():
+    # hot 6 ns per rule, the first ~8 rules of a walk 3 ns more (a 10-rule walk ~8.3 ns/rule).
+    ns = np.array([10, 100, 1000, 10000])
+    kf = np.ones(2 * ns.size)
+    kp = np.column_stack([ns // 2 + 1, ns]).ravel().astype(float)
+    chain = np.repeat(ns * 490.0, 2)
+    dr = kp - kf
+    y = 6.0 * dr + 3.0 * (cal.warm_walk(kp, 8.0) - cal.warm_walk(kf, 8.0))
+    fit = cal.fit_rules(dr, y, 0.005 * y, chain, kf, kp)
+    assert fit.rule_hot_ns == pytest.approx(6.0, rel=0.05)
+    assert fit.warm_ns == pytest.approx(3.0, rel=0.3)
+    pred = fit.diff_ns(dr, chain, kf, kp)
+    assert np.max(np.abs(pred / y - 1)) < 0.03
+    # Without positions there is no warm-up term.
+    assert cal.fit_rules(dr, y, 0.005 * y, chain).warm_ns == 0.0
+
+
 def test_fit_rules_drops_nonpositive_rows_and_handles_empty():
     fit = cal.fit_rules([10, 10], [-5.0, 0.0], [1, 1], [1e3, 1e3])
     assert fit.rows == 0 and math.isnan(fit.rule_ns)

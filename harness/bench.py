@@ -302,6 +302,44 @@ def format_figures(suite: Suite) -> str:
     return "\n".join(out)
 
 
+TARGETS = (
+    ("speedup_vs_numpy", 3.0, "x NumPy reference"),
+    ("speedup_vs_simpy", 50.0, "x SimPy model"),
+    ("decisions_per_s", 20e6, "decisions/s (O(1) schedulers)"),
+)
+"""Issue-8 performance targets read from benchmarks' ``extra_info`` (informational, not gated)."""
+
+
+def target_rows(suite: Suite) -> list[tuple[str, str, float, float, bool]]:
+    """(benchmark, figure key, value, target, met) for every benchmark reporting a target figure.
+
+    ``decisions_per_s`` counts only where ``extra_info.o1`` is true.
+    """
+    rows = []
+    for name in sorted(suite.figures):
+        info = suite.figures[name].extra_info
+        for key, target, _ in TARGETS:
+            value = info.get(key)
+            if not isinstance(value, int | float) or math.isnan(value):
+                continue
+            if key == "decisions_per_s" and not info.get("o1"):
+                continue
+            rows.append((name, key, float(value), target, value >= target))
+    return rows
+
+
+def format_targets(suite: Suite) -> str:
+    rows = target_rows(suite)
+    if not rows:
+        return ""
+    width = max(len(r[0]) for r in rows)
+    out = ["performance targets (issue 8; informational):"]
+    for name, key, value, target, met in rows:
+        out.append(f"  {name.ljust(width)}  {key} = {value:.4g} (target >= {target:.4g}): "
+                   f"{'met' if met else 'MISSED'}")
+    return "\n".join(out)
+
+
 def pytest_command(json_path: Path, quick: bool = False, select: str | None = None,
                    extra: tuple[str, ...] = ()) -> list[str]:
     """The pytest command line that runs the suite into ``json_path``."""

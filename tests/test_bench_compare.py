@@ -167,3 +167,15 @@ def test_bad_baseline_is_a_user_error(tmp_path) -> None:
         bench.load_baseline(bad)
     with pytest.raises(UserError, match="expected an existing file"):
         bench.load_baseline(tmp_path / "none.json")
+
+
+def test_targets_are_read_from_extra_info() -> None:
+    doc = pytest_json(BASE_TIMES, 0.005)
+    infos = [{"speedup_vs_numpy": 4.2}, {"decisions_per_s": 1.5e7, "o1": True},
+             {"speedup_vs_simpy": 60.0}]
+    for entry, info in zip(doc["benchmarks"], infos, strict=True):
+        entry["extra_info"].update(info)
+    rows = bench.target_rows(bench.suite_from_pytest_json(doc))
+    assert [(r[1], r[4]) for r in rows] == [
+        ("speedup_vs_simpy", True), ("speedup_vs_numpy", True), ("decisions_per_s", False)]
+    assert "MISSED" in bench.format_targets(bench.suite_from_pytest_json(doc))

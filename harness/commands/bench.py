@@ -58,6 +58,10 @@ def _speed_gate(args: argparse.Namespace, threshold: float) -> bool:
         print(f"kpbench bench: FAILED: {exc} (a benchmark raised; see the output above)")
         return False
     print()
+    targets = bench.format_targets(current)
+    if targets:
+        print(targets)
+        print()
     if args.save_baseline:
         target = args.compare or bench.BENCH_BASELINE
         merged = current

@@ -138,6 +138,9 @@ def write_report(run_dir: str | Path, echo: Callable[[str], None] | None = None)
                       f"![{name}](plots/{name})", ""]
     out = run / "report.md"
     out.write_text("\n".join(lines).rstrip() + "\n")
+    from harness.html_report import write_html  # report.html: self-contained, beside report.md
+
+    write_html(run, title, lines)
     if options.get("html"):
         _write_html(run, title, lines, figures)
     return out

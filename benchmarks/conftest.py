@@ -33,8 +33,11 @@ REF_TABLE = 1 << 15
 REF_REPEATS = 3
 """Reference loops timed before every benchmark test (the session keeps the minimum)."""
 
-SLOW_NAMES = ("bench_compile.py::*", "bench_quickstart.py::*", "*simpy*", "*SimPy*")
-"""Node-id patterns outside the quick subset (besides tests marked ``slow``)."""
+SLOW_NAMES = (
+    "bench_compile.py::*", "bench_quickstart.py::*", "*simpy*", "*SimPy*",
+    "bench_ipvs.py::test_conn_lookups[[]12[]]",  # 2^12 buckets, 10^6 conns: ~4 s a round
+)
+"""Node-id patterns (fnmatch) outside the quick subset, besides tests marked ``slow``."""
 
 _reference_samples: list[float] = []
 _quick_of: dict[str, bool] = {}

@@ -179,3 +179,14 @@ def test_targets_are_read_from_extra_info() -> None:
     assert [(r[1], r[4]) for r in rows] == [
         ("speedup_vs_simpy", True), ("speedup_vs_numpy", True), ("decisions_per_s", False)]
     assert "MISSED" in bench.format_targets(bench.suite_from_pytest_json(doc))
+
+
+@pytest.mark.slow
+def test_real_suite_json_carries_the_reference_and_quick_flags() -> None:
+    """End to end through pytest-benchmark: only the reference-loop benchmark, one quick round."""
+    suite = bench.run_suite(quick=True, select="test_reference_loop",
+                            extra=("--benchmark-min-rounds=1", "--benchmark-max-time=0"))
+    assert suite.quick and suite.reference_s > 0
+    fig = suite.figures["bench_reference.py::test_reference_loop"]
+    assert fig.quick and fig.extra_info["hash_rounds_per_s"] > 0
+    assert 0.2 < fig.figure < 5  # the loop timed as a benchmark vs. beside every benchmark

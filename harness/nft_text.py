@@ -8,8 +8,10 @@ nat-postrouting (srcnat = 100); maps ``service-ips``, ``service-nodeports``, ``f
 ``no-endpoint-services``, ``no-endpoint-nodeports``; set ``cluster-ips``; per service port
 ``service-<hash>-<ns>/<svc>/<proto>/<port>`` (masquerade rule, affinity rules, one ``numgen
 random mod N vmap`` rule), ``external-…``, ``firewall-…`` and ``endpoint-…__<ip>/<port>``
-chains. Chain hashes are the first 8 characters of base32(sha256(chain base name)). Every
-``add rule`` line is one rule of the model: the count equals ``NftTables.rules_total``.
+chains; ClientIP Services get one timeout set ``affinity-…__<ip>/<port>`` per endpoint (named as
+its endpoint chain, as kube-proxy does). Chain hashes are the first 8 characters of
+base32(sha256(chain base name)). Every ``add rule`` line is one rule of the model: the count
+equals ``NftTables.rules_total``.
 """
 
 from __future__ import annotations
@@ -150,18 +152,19 @@ def render(cluster: Cluster, tables: NftTables, *, service_cidr: str = "10.96.0.
         if masquerade_rule:
             rule(svc, f"ip saddr != {pod} jump mark-for-masquerade")
         aff = bool(cluster.svc_affinity[s])
+        aff_sets = [ec.replace("endpoint-", "affinity-", 1) for ec in ep_chains]
         if aff:
-            out.append(f"add set {T} affinity-{_h8(base)} {{ type ipv4_addr ; flags dynamic,"
-                       f"timeout ; timeout {int(cluster.svc_affinity_timeout[s])}s ; }}")
-            for ec in ep_chains:
-                rule(svc, f"ip saddr @affinity-{_h8(base)} goto {ec}")
+            for aset, ec in zip(aff_sets, ep_chains, strict=True):
+                out.append(f"add set {T} {aset} {{ type ipv4_addr ; flags dynamic,timeout ; "
+                           f"timeout {int(cluster.svc_affinity_timeout[s])}s ; }}")
+                rule(svc, f"ip saddr @{aset} goto {ec}")
         vmap = ", ".join(f"{i} : goto {ec}" for i, ec in enumerate(ep_chains))
         rule(svc, f"numgen random mod {len(ep_chains)} vmap {{ {vmap} }}")
-        for e, ec in zip(eps, ep_chains, strict=True):
+        for e, ec, aset in zip(eps, ep_chains, aff_sets, strict=True):
             chain(ec)
             rule(ec, f"ip saddr {int_to_ip(e)} jump mark-for-masquerade")
             if aff:
-                rule(ec, f"update @affinity-{_h8(base)} {{ ip saddr }}")
+                rule(ec, f"update @{aset} {{ ip saddr }}")
             rule(ec, f"meta l4proto {pr} dnat to {int_to_ip(e)}:{target}")
         elements.append(f"add element {T} cluster-ips {{ {cip} }}")
         elements.append(f"add element {T} service-ips {{ {cip} . {pr} . {port} : goto {svc} }}")

@@ -10,11 +10,20 @@ jumps/gotos, set or map lookups, and hash probes inside the lookups):
   th dport vmap @service-ips``, (2) ``fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto .
   th dport vmap @service-nodeports`` (the map is consulted only when the fib says local).
 * ``service-…`` chain: masquerade rule (``ip saddr != <pod CIDR> jump mark-for-masquerade``),
-  ClientIP affinity rules (one per endpoint, each a lookup in its ``affinity-…`` set), then ONE
-  rule ``numgen random mod N vmap { 0 : goto endpoint-0, … }``; numgen value =
+  ClientIP affinity rules ``ip saddr @affinity-<ep> goto endpoint-<ep>``, one per endpoint,
+  walked in order (each a lookup in that endpoint's set; the first hit goes to its endpoint),
+  then ONE rule ``numgen random mod N vmap { 0 : goto endpoint-0, … }``; numgen value =
   ``reciprocal_scale(random u32, N)`` (spec C.2).
 * ``endpoint-…`` chain: ``ip saddr <ep> jump mark-for-masquerade``, (affinity: ``update
-  @affinity-…``), ``meta l4proto <p> dnat to ep:port``.
+  @affinity-<ep> { ip saddr }``), ``meta l4proto <p> dnat to ep:port``.
+* Affinity sets (spec B.3): one per endpoint of a ClientIP Service port, ``flags dynamic,timeout``
+  with timeout = StickyMaxAgeSeconds (``svc_affinity_timeout``); they live for one
+  :func:`first_packets` call (empty at its start) and are real rhash tables keyed by the client
+  address (jhash_1word, own seed per set, 4 buckets growing ×2 past 75 % load, chains
+  newest-first and kept in order on growth, no shrinking). An element is expired when
+  ``now >= last update + timeout``; expired elements are unlinked at the next walk over them and
+  not counted (nft's set gc runs every second). ``update`` refreshes a live element's time or
+  inserts a new one at the bucket head (probes = the lookup walk + 1 for the insert).
 * ``external-…`` chain (NodePort, external and LB IPs): ``jump mark-for-masquerade``, ``goto
   service-…``. externalTrafficPolicy: Local is modelled with the same two rules (a documented
   simplification: the Local chain's extra short-circuit rules are not modelled).
@@ -200,6 +209,8 @@ class NftTables:
     ng_next: np.ndarray
     ep_of_port: np.ndarray  # int64[P] first endpoint index of the port's Service
     port_affinity: np.ndarray  # bool[P]
+    port_timeout: np.ndarray  # float64[P] affinity timeout (s), StickyMaxAgeSeconds
+    aff_seed: np.ndarray  # int64[E] jhash seed of each endpoint's affinity set (numgen order)
     local_addrs: np.ndarray  # sorted node addresses (fib daddr type local)
     pod_net: int
     pod_mask: int
@@ -306,6 +317,8 @@ def build_tables(cluster: Cluster, *, masquerade_rule: bool = True, seed: int = 
         chain_kind=chain_kind, chain_port=chain_port, svc_chain=svc_chain.astype(np.int64),
         ng_bptr=ng_bptr, ng_eptr=ng_eptr, ng_seed=ng_seed, ng_head=ng_head, ng_next=ng_next,
         ep_of_port=cluster.ep_ptr[psvc].astype(np.int64), port_affinity=aff.astype(np.bool_),
+        port_timeout=cluster.svc_affinity_timeout[psvc].astype(np.float64),
+        aff_seed=rng.integers(0, 2**32, size=int(ng_eptr[-1])).astype(np.int64),
         local_addrs=np.unique(cluster.node_ips.astype(np.int64)),
         pod_net=int(pod_net), pod_mask=int(pod_mask), rules_total=rules_total,
         chains_total=chains_total,
@@ -319,16 +332,105 @@ def _is_local(local, addr):
 
 
 @njit(cache=True)
+def _aff_find(a_nb, a_reg, bpool, el_addr, el_time, el_next, a_cnt, sid, seed, addr, now,
+              timeout):
+    """Look ``addr`` up in affinity set ``sid``: (element or -1, probes).
+
+    Expired elements (``now >= last update + timeout``) are unlinked as nft's set gc would
+    have done, without being counted (gc runs every second, timeouts are seconds to hours).
+    """
+    if a_reg[sid] < 0:
+        return -1, 1
+    b = a_reg[sid] + (_jhash_nwords(addr, 0, 0, 1, seed) & (a_nb[sid] - 1))
+    probes = 1
+    prev = -1
+    i = bpool[b]
+    while i >= 0:
+        nx = el_next[i]
+        if now - el_time[i] >= timeout:
+            if prev < 0:
+                bpool[b] = nx
+            else:
+                el_next[prev] = nx
+            a_cnt[sid] -= 1
+        else:
+            probes += 1
+            if el_addr[i] == addr:
+                return i, probes
+            prev = i
+        i = nx
+    return -1, probes
+
+
+@njit(cache=True)
+def _aff_update(a_nb, a_reg, a_cnt, bpool, top, el_addr, el_time, el_next, n_el, sid, seed,
+                addr, now, timeout):
+    """``update @affinity-… { ip saddr }``: refresh or insert at the bucket head, growing the
+    set (rhashtable: double past 75 % load, chain order kept). Returns (probes, n_el, top)."""
+    i, probes = _aff_find(a_nb, a_reg, bpool, el_addr, el_time, el_next, a_cnt, sid, seed,
+                          addr, now, timeout)
+    if i >= 0:
+        el_time[i] = now
+        return probes, n_el, top
+    if a_reg[sid] < 0:
+        a_reg[sid] = top
+        top += a_nb[sid]
+    b = a_reg[sid] + (_jhash_nwords(addr, 0, 0, 1, seed) & (a_nb[sid] - 1))
+    el_addr[n_el] = addr
+    el_time[n_el] = now
+    el_next[n_el] = bpool[b]
+    bpool[b] = n_el
+    n_el += 1
+    probes += 1
+    a_cnt[sid] += 1
+    if a_cnt[sid] > a_nb[sid] * 3 // 4:
+        old, onb = a_reg[sid], a_nb[sid]
+        nb = 2 * onb
+        a_reg[sid] = top
+        top += nb
+        for ob in range(onb):
+            j = bpool[old + ob]
+            tail0 = -1
+            tail1 = -1
+            while j >= 0:
+                nx = el_next[j]
+                el_next[j] = -1
+                t = a_reg[sid] + (_jhash_nwords(el_addr[j], 0, 0, 1, seed) & (nb - 1))
+                tail = tail0 if t == a_reg[sid] + ob else tail1
+                if tail < 0:
+                    bpool[t] = j
+                else:
+                    el_next[tail] = j
+                if t == a_reg[sid] + ob:
+                    tail0 = j
+                else:
+                    tail1 = j
+                j = nx
+        a_nb[sid] = nb
+    return probes, n_el, top
+
+
+@njit(cache=True)
 def _first_packets(
     saddr, daddr, dport, proto, seed,
     si_h, si_n, si_k, si_v, si_w, si_s, sn_h, sn_n, sn_k, sn_v, sn_w, sn_s,
     fw_h, fw_n, fw_k, fw_v, fw_w, fw_s, ne_h, ne_n, ne_k, ne_v, ne_w, ne_s,
     nn_h, nn_n, nn_k, nn_v, nn_w, nn_s, ci_h, ci_n, ci_k, ci_v, ci_w, ci_s,
     chain_kind, chain_port, svc_chain, ng_bptr, ng_eptr, ng_seed, ng_head, ng_next,
-    ep_of_port, port_aff, local, pod_net, pod_mask, masq_rule,
+    ep_of_port, port_aff, port_timeout, aff_seed, times, local, pod_net, pod_mask, masq_rule,
 ):
     np.random.seed(seed)
     n = saddr.shape[0]
+    nsets = ng_eptr[-1]
+    a_nb = np.full(nsets, RHASH_MIN_SIZE, dtype=np.int64)
+    a_reg = np.full(nsets, -1, dtype=np.int64)
+    a_cnt = np.zeros(nsets, dtype=np.int64)
+    bpool = np.full(10 * n + 16, -1, dtype=np.int64)
+    el_addr = np.zeros(n, dtype=np.int64)
+    el_time = np.zeros(n, dtype=np.float64)
+    el_next = np.full(n, -1, dtype=np.int64)
+    n_el = 0
+    top = 0
     rules = np.zeros(n, dtype=np.int64)
     jumps = np.zeros(n, dtype=np.int64)
     lookups = np.zeros(n, dtype=np.int64)
@@ -379,26 +481,44 @@ def _first_packets(
                     jp += 1
                     masq = True
             nep = ng_eptr[sp + 1] - ng_eptr[sp]
+            now = times[k]
+            v = -1
             if port_aff[sp]:
-                r += nep
-                lk += nep
-            # numgen random mod N vmap {...}
-            r += 1
-            lk += 1
-            v = (np.random.randint(0, 2**32) * nep) >> 32
-            nb = ng_bptr[sp + 1] - ng_bptr[sp]
-            i = ng_head[ng_bptr[sp] + ((_jhash_nwords(v, 0, 0, 1, ng_seed[sp]) * nb) >> 32)]
-            pb += 1
-            while i >= 0:
+                # one rule per endpoint: ip saddr @affinity-<ep> goto endpoint-<ep>
+                for j in range(nep):
+                    sid = ng_eptr[sp] + j
+                    r += 1
+                    lk += 1
+                    hit, q = _aff_find(a_nb, a_reg, bpool, el_addr, el_time, el_next, a_cnt,
+                                       sid, aff_seed[sid], saddr[k], now, port_timeout[sp])
+                    pb += q
+                    if hit >= 0:
+                        v = j
+                        break
+            if v < 0:
+                # numgen random mod N vmap {...}
+                r += 1
+                lk += 1
+                v = (np.random.randint(0, 2**32) * nep) >> 32
+                nb = ng_bptr[sp + 1] - ng_bptr[sp]
+                i = ng_head[ng_bptr[sp] + ((_jhash_nwords(v, 0, 0, 1, ng_seed[sp]) * nb) >> 32)]
                 pb += 1
-                if i - ng_eptr[sp] == v:
-                    break
-                i = ng_next[i]
+                while i >= 0:
+                    pb += 1
+                    if i - ng_eptr[sp] == v:
+                        break
+                    i = ng_next[i]
             jp += 1
             dest[k] = ep_of_port[sp] + v
             r += 2  # endpoint chain: hairpin masquerade check, dnat
             if port_aff[sp]:
+                sid = ng_eptr[sp] + v
                 r += 1
+                lk += 1
+                q, n_el, top = _aff_update(a_nb, a_reg, a_cnt, bpool, top, el_addr, el_time,
+                                           el_next, n_el, sid, aff_seed[sid], saddr[k], now,
+                                           port_timeout[sp])
+                pb += q
             is_loc = False
         # filter input (local) / forward (routed): endpoint and cluster-IP checks
         r += 2
@@ -431,24 +551,31 @@ def _first_packets(
 
 
 def first_packets(tables: NftTables, saddr, daddr, dport, proto, seed: int,
-                  masquerade_rule: bool = True) -> dict[str, np.ndarray]:
+                  masquerade_rule: bool = True, times=None) -> dict[str, np.ndarray]:
     """Count the work of the first packet of each connection in nftables mode.
 
     Returns per-packet int64 arrays ``rules``, ``jumps`` (jump/goto), ``lookups`` (set and
     verdict-map lookups), ``probes`` (hash probes inside them) and ``dest`` (endpoint index or
-    -1). The numgen draw uses ``seed``. Endpoint-chain probes happen after DNAT, so the filter
-    checks look up the pre-DNAT key (a documented simplification; they miss either way).
+    -1). The numgen draw uses ``seed``. ``times`` (float seconds, non-decreasing; default all
+    0) are the packets' arrival times, used by the ClientIP affinity sets' timeouts. Endpoint-chain
+    probes happen after DNAT, so the filter checks look up the pre-DNAT key (a documented
+    simplification; they miss either way).
     """
     arrs = [np.ascontiguousarray(x, dtype=np.int64) for x in (saddr, daddr, dport, proto)]
-    if any(x.shape != arrs[0].shape for x in arrs):
+    if any(x.shape != arrs[0].shape or x.ndim != 1 for x in arrs):
         raise ValueError("packets: expected 1-D arrays of one length")
+    tm = (np.zeros(arrs[0].shape[0]) if times is None
+          else np.ascontiguousarray(times, dtype=np.float64))
+    if tm.shape != arrs[0].shape:
+        raise ValueError("times: expected one arrival time per packet")
     t = tables
     out = _first_packets(
         *arrs, seed, *t.service_ips.args(), *t.service_nodeports.args(),
         *t.firewall_ips.args(), *t.no_endpoint_services.args(),
         *t.no_endpoint_nodeports.args(), *t.cluster_ips.args(), t.chain_kind, t.chain_port,
         t.svc_chain, t.ng_bptr, t.ng_eptr, t.ng_seed, t.ng_head, t.ng_next, t.ep_of_port,
-        t.port_affinity, t.local_addrs, t.pod_net, t.pod_mask, masquerade_rule,
+        t.port_affinity, t.port_timeout, t.aff_seed, tm, t.local_addrs, t.pod_net, t.pod_mask,
+        masquerade_rule,
     )
     return dict(zip(("rules", "jumps", "lookups", "probes", "dest"), out, strict=True))
 

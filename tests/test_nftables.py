@@ -114,3 +114,39 @@ def test_nft_text_loads_in_a_private_namespace():
     res = subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=text, text=True,
                          capture_output=True, timeout=60)
     assert res.returncode == 0, res.stderr[:2000]
+
+
+def test_session_affinity_sticks_until_timeout():
+    """Spec B.3: ClientIP affinity sets keep a client on its endpoint until StickyMaxAgeSeconds
+    after its last connection; afterwards numgen picks again (as the iptables model's test)."""
+    from kernels.traffic import packets
+
+    c = build_cluster(1, 5, affinity_fraction=1.0, affinity_timeout_s=100, seed=4)
+    t = nft.build_tables(c, seed=4)
+    clients = (0x64400000 + np.arange(200)).astype(np.uint32)
+    ip, port = c.svc_cluster_ip[0], int(c.port_port[0])
+    times = np.concatenate([np.zeros(200), np.full(200, 60.0), np.full(200, 300.0)])
+    pk = packets(np.tile(clients, 3), ip, port, time=times)
+    out = nft.first_packets(t, pk.src, pk.dst, pk.dport, pk.proto, seed=5, times=pk.time)
+    first, again, late = out["dest"][:200], out["dest"][200:400], out["dest"][400:]
+    assert np.array_equal(first, again)  # within the timeout: same endpoint
+    assert (late != again).sum() >= 100  # after it: re-balanced (expected 160 of 200 change)
+    # sticky packets skip numgen: rules = affinity rules up to the hit, no numgen lookup
+    assert (out["lookups"][200:400] <= out["lookups"][:200] + 4).all()
+    # a client that stuck evaluated (its endpoint position + 1) affinity rules, the first-time
+    # and late ones all 5 affinity rules plus the numgen rule
+    pos = first - c.ep_ptr[0]
+    assert np.array_equal(out["rules"][200:400] - out["rules"][:200], pos + 1 - 6)
+    assert np.array_equal(out["rules"][400:], out["rules"][:200])
+
+
+def test_affinity_sets_without_times_stick_forever():
+    from kernels.traffic import packets
+
+    c = build_cluster(1, 7, affinity_fraction=1.0, affinity_timeout_s=1, seed=1)
+    t = nft.build_tables(c, seed=1)
+    clients = (0x64400000 + np.arange(50)).astype(np.uint32)
+    pk = packets(np.tile(clients, 4), c.svc_cluster_ip[0], int(c.port_port[0]))
+    out = nft.first_packets(t, pk.src, pk.dst, pk.dport, pk.proto, seed=2)
+    d = out["dest"].reshape(4, 50)
+    assert (d == d[0]).all()

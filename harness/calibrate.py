@@ -594,15 +594,22 @@ def resolve_renderers() -> tuple[tuple, str]:
     return (ipt, nft), "; ".join(notes)
 
 
-def run_calibration(settings: Settings, log=print) -> dict:
-    """Measure every (mode, N); returns {'points': [Point...], 'provenance': {...}}."""
+def run_calibration(settings: Settings, log=print, on_point=None) -> dict:
+    """Measure every (mode, N); returns {'points': [Point...], 'provenance': {...}}.
+
+    ``on_point(result so far)`` is called after each point (the command saves partial
+    measurements with it, so an interrupted run keeps what it measured).
+    """
     renderers, source = resolve_renderers()
     started = _dt.datetime.now(_dt.UTC)
+    prov = provenance(settings, started, source, COUNT_SOURCE)
     points = []
     for n in settings.services:
         for mode in settings.modes:
             points.append(measure_point(mode, n, settings, renderers, log=log))
-    return {"points": points, "provenance": provenance(settings, started, source, COUNT_SOURCE)}
+            if on_point is not None:
+                on_point({"points": points, "provenance": prov})
+    return {"points": points, "provenance": prov}
 
 
 def provenance(settings: Settings, started, rule_source: str, count_source: str) -> dict:

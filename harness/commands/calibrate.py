@@ -86,11 +86,18 @@ def main(args: argparse.Namespace) -> int:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("results/calibration") / stamp / "calibration.toml"
     before = host_ruleset_snapshot()
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = cal.run_calibration(settings, log=lambda m: print(m, file=sys.stderr))
+        result = cal.run_calibration(settings, log=lambda m: print(m, file=sys.stderr),
+                                     on_point=lambda r: _save(r, out.parent))
     except KeyboardInterrupt:
-        print("kpbench: calibrate: interrupted; namespace removed", file=sys.stderr)
+        print(f"kpbench: calibrate: interrupted; namespace removed; points measured so far in "
+              f"{out.parent / 'measurements.json'} (kpbench calibrate --report-only "
+              f"{out.parent})", file=sys.stderr)
         return 130
+    except RuntimeError as exc:
+        print(f"kpbench: calibrate: error: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
     after = host_ruleset_snapshot()
     if before != after:
         print("kpbench: calibrate: WARNING: the host's ruleset changed during the run "
@@ -99,10 +106,16 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save(result: dict, folder: Path) -> None:
+    tmp = folder / "measurements.json.tmp"
+    tmp.write_text(json.dumps(
+        {"points": cal.points_to_json(result["points"]), "provenance": result["provenance"]}))
+    tmp.replace(folder / "measurements.json")
+
+
 def _finish(result: dict, out: Path, calibration_report) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    (out.parent / "measurements.json").write_text(json.dumps(
-        {"points": cal.points_to_json(result["points"]), "provenance": result["provenance"]}))
+    _save(result, out.parent)
     fitted = cal.fit_all(result["points"])
     fitted["provenance"] = result["provenance"]
     out.write_text(cal.calibration_toml(fitted))

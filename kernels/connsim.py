@@ -39,8 +39,11 @@ Many Services run at once, each with its own scheduler state inside one ``SchedS
 packet's destination address (dh, lblc, lblcr) is the Service's ClusterIP. lblc/lblcr get their
 cache GC timer every 60 s of model time (spec A.9).
 
-Events are kept in a binary heap ordered by (time, insertion sequence), so ties resolve in the
-order events were created and a run is deterministic for a workload and a scheduler seed.
+Events are ordered by (time, insertion sequence), so ties resolve in the order events were
+created and a run is deterministic for a workload and a scheduler seed. Variable-delay events
+live in a binary heap; constant-delay events (handshake completion, expiry after close or
+reset, pod kill) are created in time order and live in FIFOs, so the heap holds only a few
+entries instead of every connection lingering in TIME_WAIT.
 Measurement window: connections arriving in [t_lo, t_hi] (after a warm-up share of the
 connections, up to the last arrival) count towards per-backend statistics and latency.
 
@@ -121,6 +124,13 @@ EV_DETECT = 9
 EV_LBGC = 10
 N_EV = 16
 
+# FIFOs of constant-delay events
+Q_HANDSHAKE = 0
+Q_CLOSED = 1
+Q_RESET = 2
+Q_KILL = 3
+N_FIFO = 4
+
 # churn kinds
 CH_ADD = 0
 CH_REMOVE = 1
@@ -143,18 +153,27 @@ PH_QUEUED = 2
 PH_SERVICE = 3
 
 
+_hot = njit(cache=True, _nrt=False)
+"""Per-event helpers: compiled without reference counting (they never allocate), so a call does
+not incref/decref each array argument."""
+
+
 # ---------------------------------------------------------------- binary heap (time, seq) order
 @njit(cache=True)
+def _heap_grow(ht, hs, hp):
+    n = ht.shape[0]
+    nt = np.empty(2 * n)
+    ns = np.empty(2 * n, np.int64)
+    npay = np.empty(2 * n, np.int64)
+    nt[:n] = ht
+    ns[:n] = hs
+    npay[:n] = hp
+    return nt, ns, npay
+
+
+@_hot
 def _heap_push(ht, hs, hp, n, t, seq, payload):
-    if n == ht.shape[0]:
-        cap = 2 * n
-        nt = np.empty(cap)
-        ns = np.empty(cap, np.int64)
-        npay = np.empty(cap, np.int64)
-        nt[:n] = ht[:n]
-        ns[:n] = hs[:n]
-        npay[:n] = hp[:n]
-        ht, hs, hp = nt, ns, npay
+    """Push into a heap with room for it (callers grow it first with _heap_grow)."""
     i = n
     while i > 0:
         parent = (i - 1) >> 1
@@ -167,10 +186,10 @@ def _heap_push(ht, hs, hp, n, t, seq, payload):
     ht[i] = t
     hs[i] = seq
     hp[i] = payload
-    return ht, hs, hp, n + 1
+    return n + 1
 
 
-@njit(cache=True)
+@_hot
 def _heap_pop(ht, hs, hp, n):
     t0 = ht[0]
     p0 = hp[0]
@@ -198,8 +217,17 @@ def _heap_pop(ht, hs, hp, n):
     return t0, p0, n
 
 
+@_hot
+def _fifo_push(ft, fs, fpay, ftail, q, t, seq, payload):
+    k = ftail[q]
+    ft[q, k] = t
+    fs[q, k] = seq
+    fpay[q, k] = payload
+    ftail[q] = k + 1
+
+
 # ---------------------------------------------------------------- per-backend time integrals
-@njit(cache=True)
+@_hot
 def _advance(b, t, last, n_act, busy, alive, area, t_lo, t_hi, bin_area, n_series):
     """Integrate activeconns, busy workers and pod-alive time of backend b from last[b] to t
     (area[0|1|2, b], clipped to the window [t_lo, t_hi]); series bins for b < n_series."""
@@ -282,6 +310,15 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
     hp = np.empty(cap, np.int64)
     hn = 0
     seq = 0
+    # constant-delay events (handshake, expiry after close, expiry after reset, pod kill) are
+    # created in time order, so each kind is a FIFO; the next event is the (time, seq) minimum
+    # of the heap top and the FIFO heads - the same order a single heap would give
+    fcap = n + ch_time.shape[0] + 1
+    ft = np.empty((N_FIFO, fcap))
+    fs = np.empty((N_FIFO, fcap), np.int64)
+    fpay = np.empty((N_FIFO, fcap), np.int64)
+    fhead = np.zeros(N_FIFO, np.int64)
+    ftail = np.zeros(N_FIFO, np.int64)
 
     for b in range(nb):
         if be_present[b]:
@@ -290,29 +327,61 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
             b_in_sched[b] = True
             b_alive[b] = True
     if n > 0:
-        ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, arrival[0], seq, 0 * N_EV + EV_ARRIVAL)
+        if hn == ht.shape[0]:
+            ht, hs, hp = _heap_grow(ht, hs, hp)
+        hn = _heap_push(ht, hs, hp, hn, arrival[0], seq, 0 * N_EV + EV_ARRIVAL)
         seq += 1
     for e in range(ch_time.shape[0]):
-        ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, ch_time[e], seq, e * N_EV + EV_CHURN)
+        if hn == ht.shape[0]:
+            ht, hs, hp = _heap_grow(ht, hs, hp)
+        hn = _heap_push(ht, hs, hp, hn, ch_time[e], seq, e * N_EV + EV_CHURN)
         seq += 1
     for k in range(n_bins):
-        ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, (k + 1) * fp[F_BIN], seq,
+        if hn == ht.shape[0]:
+            ht, hs, hp = _heap_grow(ht, hs, hp)
+        hn = _heap_push(ht, hs, hp, hn, (k + 1) * fp[F_BIN], seq,
                                     k * N_EV + EV_SAMPLE)
         seq += 1
     check_armed = False
     if ip[I_LB_GC] != 0:  # lblc/lblcr cache GC timer (spec A.9)
-        ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, LB_GC_INTERVAL, seq, EV_LBGC)
+        if hn == ht.shape[0]:
+            ht, hs, hp = _heap_grow(ht, hs, hp)
+        hn = _heap_push(ht, hs, hp, hn, LB_GC_INTERVAL, seq, EV_LBGC)
         seq += 1
 
-    while hn > 0:
-        t, payload, hn = _heap_pop(ht, hs, hp, hn)
+    while True:
+        src = -1
+        bt = 0.0
+        bs = 0
+        if hn > 0:
+            bt = ht[0]
+            bs = hs[0]
+            src = N_FIFO
+        for q in range(N_FIFO):
+            if fhead[q] < ftail[q]:
+                qt = ft[q, fhead[q]]
+                qs = fs[q, fhead[q]]
+                if src < 0 or qt < bt or (qt == bt and qs < bs):
+                    bt = qt
+                    bs = qs
+                    src = q
+        if src < 0:
+            break
+        if src == N_FIFO:
+            t, payload, hn = _heap_pop(ht, hs, hp, hn)
+        else:
+            t = ft[src, fhead[src]]
+            payload = fpay[src, fhead[src]]
+            fhead[src] += 1
         kind = payload % N_EV
         x = payload // N_EV
         valid = True
         if kind == EV_ARRIVAL:
             i = x
             if i + 1 < n:
-                ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, arrival[i + 1], seq,
+                if hn == ht.shape[0]:
+                    ht, hs, hp = _heap_grow(ht, hs, hp)
+                hn = _heap_push(ht, hs, hp, hn, arrival[i + 1], seq,
                                             (i + 1) * N_EV + EV_ARRIVAL)
                 seq += 1
             s = c_svc[i]
@@ -335,15 +404,15 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                     b_work2[b] += c_work[i] * c_work[i]
                 if b_alive[b]:
                     c_state[i] = CS_SYN
-                    ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + handshake, seq,
-                                                i * N_EV + EV_HANDSHAKE)
+                    _fifo_push(ft, fs, fpay, ftail, Q_HANDSHAKE, t + handshake, seq,
+                               i * N_EV + EV_HANDSHAKE)
                     seq += 1
                 else:  # the pod is gone: connection refused (RST -> CLOSE state)
                     c_state[i] = CS_BROKEN
                     stats[1] += 1
                     stats[2] += 1
-                    ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + fp[F_CLOSE], seq,
-                                                i * N_EV + EV_EXPIRE)
+                    _fifo_push(ft, fs, fpay, ftail, Q_RESET, t + fp[F_CLOSE], seq,
+                               i * N_EV + EV_EXPIRE)
                     seq += 1
         elif kind == EV_HANDSHAKE:
             i = x
@@ -361,7 +430,9 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                 c_req[i] = req_ptr[i]
                 c_first[i] = t
                 c_phase[i] = PH_THINK
-                ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + req_think[req_ptr[i]], seq,
+                if hn == ht.shape[0]:
+                    ht, hs, hp = _heap_grow(ht, hs, hp)
+                hn = _heap_push(ht, hs, hp, hn, t + req_think[req_ptr[i]], seq,
                                             i * N_EV + EV_ISSUE)
                 seq += 1
         elif kind == EV_ISSUE:
@@ -377,7 +448,9 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                              bin_area, n_series)
                     b_busy[b] += 1
                     c_phase[i] = PH_SERVICE
-                    ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + req_size[r] / be_rate[b],
+                    if hn == ht.shape[0]:
+                        ht, hs, hp = _heap_grow(ht, hs, hp)
+                    hn = _heap_push(ht, hs, hp, hn, t + req_size[r] / be_rate[b],
                                                 seq, i * N_EV + EV_DONE)
                     seq += 1
                 else:
@@ -404,9 +477,10 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                         b_qtail[b] = -1
                     c_phase[j] = PH_SERVICE
                     c_wait[j] += t - c_t_req[j]
-                    ht, hs, hp, hn = _heap_push(ht, hs, hp, hn,
-                                                t + req_size[c_req[j]] / be_rate[b], seq,
-                                                j * N_EV + EV_DONE)
+                    if hn == ht.shape[0]:
+                        ht, hs, hp = _heap_grow(ht, hs, hp)
+                    hn = _heap_push(ht, hs, hp, hn, t + req_size[c_req[j]] / be_rate[b], seq,
+                                    j * N_EV + EV_DONE)
                     seq += 1
                 else:
                     _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi,
@@ -415,7 +489,9 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                 if r + 1 < req_ptr[i + 1]:
                     c_req[i] = r + 1
                     c_phase[i] = PH_THINK
-                    ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + req_think[r + 1], seq,
+                    if hn == ht.shape[0]:
+                        ht, hs, hp = _heap_grow(ht, hs, hp)
+                    hn = _heap_push(ht, hs, hp, hn, t + req_think[r + 1], seq,
                                                 i * N_EV + EV_ISSUE)
                     seq += 1
                 else:  # client closes: FIN exchange, then TIME_WAIT (inactive, spec A.3)
@@ -428,8 +504,8 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                     b_act[b] -= 1
                     b_inact[b] += 1
                     linger = min(fp[F_CLOSE_RTT], fp[F_FIN_WAIT]) + fp[F_TIME_WAIT]
-                    ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + linger, seq,
-                                                i * N_EV + EV_EXPIRE)
+                    _fifo_push(ft, fs, fpay, ftail, Q_CLOSED, t + linger, seq,
+                               i * N_EV + EV_EXPIRE)
                     seq += 1
         elif kind == EV_EXPIRE:
             i = x
@@ -458,20 +534,22 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
             else:
                 stats[4] += _live_conns(c_state, c_svc, s, n)
                 if ck == CH_REMOVE:  # endpoint removed now, pod killed after the grace period
-                    ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + fp[F_GRACE], seq,
-                                                b * N_EV + EV_KILL)
+                    _fifo_push(ft, fs, fpay, ftail, Q_KILL, t + fp[F_GRACE], seq,
+                               b * N_EV + EV_KILL)
                     seq += 1
                     if b_in_sched[b] and not b_pending[b]:
                         _remove_endpoint(st, s, b, b_dest, b_act, b_inact, b_pending,
                                          b_in_sched, graceful)
                 else:  # crash: pod dies now, endpoint removed once kube-proxy notices
-                    ht, hs, hp, hn, seq, n_brk = _kill(b, t, ht, hs, hp, hn, seq, st, c_state,
+                    seq, n_brk = _kill(b, t, ft, fs, fpay, ftail, seq, st, c_state,
                                                        c_phase, c_backend, c_dest, n, b_alive,
                                                        b_busy, b_qhead, b_qtail, b_act,
                                                        b_inact, last, area, t_lo, t_hi,
                                                        bin_area, n_series, fp[F_CLOSE])
                     stats[1] += n_brk
-                    ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + fp[F_DETECT], seq,
+                    if hn == ht.shape[0]:
+                        ht, hs, hp = _heap_grow(ht, hs, hp)
+                    hn = _heap_push(ht, hs, hp, hn, t + fp[F_DETECT], seq,
                                                 b * N_EV + EV_DETECT)
                     seq += 1
         elif kind == EV_DETECT:
@@ -487,7 +565,7 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
             if not b_alive[b] or b_in_sched[b] and not b_pending[b]:
                 valid = False  # already dead, or re-added meanwhile
             else:
-                ht, hs, hp, hn, seq, n_brk = _kill(b, t, ht, hs, hp, hn, seq, st, c_state,
+                seq, n_brk = _kill(b, t, ft, fs, fpay, ftail, seq, st, c_state,
                                                    c_phase, c_backend, c_dest, n, b_alive,
                                                    b_busy, b_qhead, b_qtail, b_act, b_inact,
                                                    last, area, t_lo, t_hi, bin_area,
@@ -506,14 +584,18 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                         remaining = True
             check_armed = remaining
             if remaining:
-                ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + fp[F_CHECK], seq, EV_CHECK)
+                if hn == ht.shape[0]:
+                    ht, hs, hp = _heap_grow(ht, hs, hp)
+                hn = _heap_push(ht, hs, hp, hn, t + fp[F_CHECK], seq, EV_CHECK)
                 seq += 1
         elif kind == EV_LBGC:
             st.now[0] = t
             for s in range(st.sched.shape[0]):
                 lblc_check_expire(st, s)
-            if hn > 0:  # the timer runs while anything else is still going on
-                ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + LB_GC_INTERVAL, seq, EV_LBGC)
+            if hn > 0 or (ftail - fhead).sum() > 0:  # runs while anything else is pending
+                if hn == ht.shape[0]:
+                    ht, hs, hp = _heap_grow(ht, hs, hp)
+                hn = _heap_push(ht, hs, hp, hn, t + LB_GC_INTERVAL, seq, EV_LBGC)
                 seq += 1
         elif kind == EV_SAMPLE:
             k = x
@@ -525,7 +607,9 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
         if not check_armed and (kind == EV_CHURN or kind == EV_DETECT) and b_pending.any():
             # a pending deletion arms the checker, which ticks at multiples of its interval
             nxt = (np.floor(t / fp[F_CHECK]) + 1.0) * fp[F_CHECK]
-            ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, nxt, seq, EV_CHECK)
+            if hn == ht.shape[0]:
+                ht, hs, hp = _heap_grow(ht, hs, hp)
+            hn = _heap_push(ht, hs, hp, hn, nxt, seq, EV_CHECK)
             seq += 1
             check_armed = True
         if valid:
@@ -565,7 +649,7 @@ def _live_conns(c_state, c_svc, s, n):
 
 
 @njit(cache=True)
-def _kill(b, t, ht, hs, hp, hn, seq, st, c_state, c_phase, c_backend, c_dest, n, b_alive,
+def _kill(b, t, ft, fs, fpay, ftail, seq, st, c_state, c_phase, c_backend, c_dest, n, b_alive,
           b_busy, b_qhead, b_qtail, b_act, b_inact, last, area, t_lo, t_hi, bin_area, n_series,
           close_timeout):
     """The pod behind backend b dies: its live connections are reset (RST -> CLOSE, inactive,
@@ -582,13 +666,12 @@ def _kill(b, t, ht, hs, hp, hn, seq, st, c_state, c_phase, c_backend, c_dest, n,
             c_state[i] = CS_BROKEN
             c_phase[i] = PH_NONE
             broken += 1
-            ht, hs, hp, hn = _heap_push(ht, hs, hp, hn, t + close_timeout, seq,
-                                        i * N_EV + EV_EXPIRE)
+            _fifo_push(ft, fs, fpay, ftail, Q_RESET, t + close_timeout, seq, i * N_EV + EV_EXPIRE)
             seq += 1
     b_busy[b] = 0
     b_qhead[b] = -1
     b_qtail[b] = -1
-    return ht, hs, hp, hn, seq, broken
+    return seq, broken
 
 
 # ---------------------------------------------------------------- Python API

@@ -31,14 +31,26 @@ What is modelled (spec A.1, A.2, B.2), with every probe counted:
   chain comparing cport, vport, caddr, vaddr and protocol (``__ip_vs_conn_in_get``).
 * **Scheduling**: round robin over the Service's destinations, one step per destination
   examined (all weights are 1, so one step); see ``schedule_steps`` in the results.
-* **iptables + ipset constant work** (B.2): nat PREROUTING → KUBE-SERVICES (LB set rule if any
-  LB IPs, ClusterIP masquerade rule ``! -s podCIDR -m set KUBE-CLUSTER-IP dst,dst``, external-IP
-  rules if any, ``addrtype LOCAL → KUBE-NODE-PORT``, ``KUBE-CLUSTER-IP → ACCEPT``), KUBE-NODE-PORT
-  (bitmap:port sets KUBE-NODE-PORT-TCP/UDP), KUBE-MARK-MASQ, and nat POSTROUTING →
-  KUBE-POSTROUTING (``KUBE-LOOP-BACK`` hash:ip,port,ip, mark RETURN, xor-mark, MASQUERADE).
-  Every user chain ends in the kernel's implicit RETURN entry, counted as a rule. hash:ip,port
-  sets are real chained tables (jhash2, 1024 buckets doubling while elements > 4 × buckets — a
-  stand-in for ipset's bucket-overflow resize, unconfirmed); bitmap:port costs one probe.
+* **iptables + ipset constant work** (B.2, C.1): the nat chains kube-proxy's ipvs proxier
+  writes are flat rule arrays (:class:`NatRules`, :func:`build_nat_rules`) walked entry by entry
+  by :func:`_walk` with a jump stack: PREROUTING → KUBE-SERVICES (``-m set KUBE-LOAD-BALANCER
+  dst,dst -j KUBE-LOAD-BALANCER``; ``! -s podCIDR -m set KUBE-CLUSTER-IP dst,dst -j
+  KUBE-MARK-MASQ``; KUBE-EXTERNAL-IP → KUBE-MARK-MASQ and → ACCEPT; ``-m addrtype --dst-type
+  LOCAL -j KUBE-NODE-PORT``; KUBE-CLUSTER-IP → ACCEPT; KUBE-LOAD-BALANCER → ACCEPT), KUBE-NODE-PORT
+  (``-p tcp/udp -m set KUBE-NODE-PORT-TCP/UDP dst -j KUBE-MARK-MASQ``), KUBE-LOAD-BALANCER
+  (KUBE-LOAD-BALANCER-FW → KUBE-FIREWALL; → KUBE-MARK-MASQ), KUBE-FIREWALL
+  (KUBE-LOAD-BALANCER-SOURCE-CIDR ``dst,dst,src`` → RETURN; → KUBE-MARK-DROP), KUBE-MARK-MASQ /
+  KUBE-MARK-DROP (``--or-mark``), and POSTROUTING → KUBE-POSTROUTING (KUBE-LOOP-BACK
+  ``dst,dst,src`` → MASQUERADE; ``! --mark`` RETURN; ``--xor-mark``; MASQUERADE). Rules on an
+  empty ipset are left out, as kube-proxy does. Every entry evaluated is a rule, including the
+  implicit RETURN ending a user chain and a builtin chain's policy entry; ``matches`` counts
+  extension matches evaluated (up to the first that fails). A KUBE-MARK-DROP-marked packet is
+  dropped by the filter table before IPVS (the filter table's rules are not counted).
+  hash:ip,port / hash:ip,port,ip sets are real chained tables (jhash2, 1024 buckets doubling
+  while elements > 4 × buckets — a stand-in for ipset's bucket-overflow resize, unconfirmed);
+  hash:ip,port,net (SOURCE-CIDR) costs one lookup per distinct prefix stored, longest first;
+  bitmap:port costs one probe. KUBE-LOAD-BALANCER-LOCAL / KUBE-NODE-PORT-LOCAL-* (Local
+  traffic policy) and the filter table's KUBE-FORWARD are not modelled.
 
 Probe = one memory access of a lookup: the bucket head, then one per chain node compared. The
 routing ``addrtype LOCAL`` decision is a sorted-address binary search, not counted (the fib
@@ -348,6 +360,10 @@ class IpvsTables:
     lb_set: HashSet  # KUBE-LOAD-BALANCER hash:ip,port
     loopback_set: HashSet  # KUBE-LOOP-BACK hash:ip,port,ip
     nodeport_bitmap: np.ndarray  # bool[2, 65536] KUBE-NODE-PORT-TCP / -UDP bitmap:port
+    lb_fw_set: HashSet  # KUBE-LOAD-BALANCER-FW hash:ip,port
+    source_cidr_set: HashSet  # KUBE-LOAD-BALANCER-SOURCE-CIDR hash:ip,port,net
+    nat: NatRules
+    sets: SetTables
 
     @property
     def virtual_servers(self) -> int:
@@ -360,18 +376,13 @@ class IpvsTables:
 
     @property
     def iptables_rules(self) -> int:
-        """nat rules of the modelled chains: PREROUTING 1, KUBE-SERVICES (LB 1, masquerade 1,
-        external 2, addrtype 1, accept 1), KUBE-LOAD-BALANCER 1, KUBE-NODE-PORT 2,
-        KUBE-MARK-MASQ 1, POSTROUTING 1, KUBE-POSTROUTING 4."""
-        lb = self.lb_set.elements > 0
-        ext = self.external_ip_set.elements > 0
-        return int(1 + 3 + 2 * lb + 2 * ext + 2 + 1 + 1 + 4)
+        """nat rules kube-proxy writes in the modelled chains (:func:`build_nat_rules`)."""
+        return self.nat.rules
 
     @property
     def iptables_chains(self) -> int:
-        """PREROUTING, POSTROUTING, KUBE-SERVICES, KUBE-NODE-PORT, KUBE-MARK-MASQ,
-        KUBE-POSTROUTING (+ KUBE-LOAD-BALANCER)."""
-        return 6 + int(self.lb_set.elements > 0)
+        """Modelled nat chains: PREROUTING, POSTROUTING and the 7 KUBE-* chains."""
+        return self.nat.chains
 
     def svc_chain_lengths(self) -> np.ndarray:
         """Virtual servers per service-table bucket (int64[2^svc_bits])."""
@@ -475,6 +486,27 @@ def build_tables(
     is_udp = (cluster.port_proto == PROTO_UDP).astype(np.int64)
     bitmap[is_udp[np_ports], cluster.port_nodeport[np_ports].astype(np.int64)] = True
     pod_net, pod_mask = cluster.cluster_cidr
+    # LB IPs with loadBalancerSourceRanges: KUBE-LOAD-BALANCER-FW and -SOURCE-CIDR
+    n_ranges = np.diff(cluster.src_ptr)[vs["service"]]
+    fw = (cat == 2) & (n_ranges > 0)
+    fw_idx = np.nonzero(fw)[0]
+    rep = np.repeat(fw_idx, n_ranges[fw_idx])
+    rsub = (np.arange(rep.shape[0])
+            - np.repeat(np.cumsum(n_ranges[fw_idx]) - n_ranges[fw_idx], n_ranges[fw_idx]))
+    rix = cluster.src_ptr[vs["service"][rep]] + rsub
+    r_mask = cluster.src_mask[rix].astype(np.int64)
+    cidr_keys = np.stack([vs["addr"][rep], (vs["port"][rep] << 8) | vs["proto"][rep],
+                          cluster.src_net[rix].astype(np.int64) & r_mask], axis=1)
+    cidr_masks = np.unique(r_mask)[::-1]  # longest prefix first (ipset hash:net order)
+    sets = [build_hash_set(ipport(cat == 0), 2, set_seed),
+            build_hash_set(ipport(cat == 1), 2, set_seed + 1),
+            build_hash_set(ipport(cat == 2), 2, set_seed + 2),
+            build_hash_set(ipport(fw), 2, set_seed + 4),
+            build_hash_set(loop_keys, 3, set_seed + 3),
+            build_hash_set(cidr_keys, 3, set_seed + 5)]
+    nat = build_nat_rules(int(pod_net), int(pod_mask), sets[S_EXTERNAL_IP].elements > 0,
+                          sets[S_LOAD_BALANCER].elements > 0,
+                          sets[S_LOAD_BALANCER_FW].elements > 0)
     return IpvsTables(
         svc_bits=svc_bits, resizable=resizable, svc_seed=svc_seed, fold=fold,
         svc_head=svc_head, svc_next=svc_next, vs_addr=vs["addr"], vs_port=vs["port"],
@@ -483,11 +515,11 @@ def build_tables(
         fwm_service=np.zeros(fwmark_services, dtype=np.int64),
         ep_ptr=cluster.ep_ptr, ep_ip=ep_ip, local_addrs=local,
         pod_net=int(pod_net), pod_mask=int(pod_mask),
-        cluster_ip_set=build_hash_set(ipport(cat == 0), 2, set_seed),
-        external_ip_set=build_hash_set(ipport(cat == 1), 2, set_seed + 1),
-        lb_set=build_hash_set(ipport(cat == 2), 2, set_seed + 2),
-        loopback_set=build_hash_set(loop_keys, 3, set_seed + 3),
-        nodeport_bitmap=bitmap,
+        cluster_ip_set=sets[S_CLUSTER_IP], external_ip_set=sets[S_EXTERNAL_IP],
+        lb_set=sets[S_LOAD_BALANCER], loopback_set=sets[S_LOOP_BACK],
+        nodeport_bitmap=bitmap, lb_fw_set=sets[S_LOAD_BALANCER_FW],
+        source_cidr_set=sets[S_SOURCE_CIDR], nat=nat,
+        sets=build_set_tables(sets, bitmap, cidr_masks),
     )
 
 
@@ -634,20 +666,284 @@ def _svc_find(svc_head, svc_next, vs_addr, vs_port, vs_proto, fold, bits, resiza
     return -1, probes
 
 
+# --------------------------------------------------------------------------- nat rules (B.2)
+# chains
+C_PREROUTING, C_POSTROUTING, C_SERVICES, C_MARK_MASQ, C_NODE_PORT = 0, 1, 2, 3, 4
+C_LOAD_BALANCER, C_FIREWALL, C_MARK_DROP, C_KUBE_POSTROUTING = 5, 6, 7, 8
+CHAIN_NAMES = ("PREROUTING", "POSTROUTING", "KUBE-SERVICES", "KUBE-MARK-MASQ", "KUBE-NODE-PORT",
+               "KUBE-LOAD-BALANCER", "KUBE-FIREWALL", "KUBE-MARK-DROP", "KUBE-POSTROUTING")
+N_BUILTIN = 2
+# ipsets (index into the set tables); bitmap:port sets are S_NODE_PORT_TCP / _UDP
+S_CLUSTER_IP, S_EXTERNAL_IP, S_LOAD_BALANCER, S_LOAD_BALANCER_FW = 0, 1, 2, 3
+S_LOOP_BACK, S_SOURCE_CIDR, S_NODE_PORT_TCP, S_NODE_PORT_UDP = 4, 5, 6, 7
+SET_NAMES = ("KUBE-CLUSTER-IP", "KUBE-EXTERNAL-IP", "KUBE-LOAD-BALANCER",
+             "KUBE-LOAD-BALANCER-FW", "KUBE-LOOP-BACK", "KUBE-LOAD-BALANCER-SOURCE-CIDR",
+             "KUBE-NODE-PORT-TCP", "KUBE-NODE-PORT-UDP")
+# extension matches
+X_NONE, X_SET, X_ADDRTYPE_LOCAL, X_MARK = 0, 1, 2, 3
+# targets
+T_JUMP, T_RETURN, T_ACCEPT, T_MARK_OR, T_MARK_XOR, T_MASQUERADE = 0, 1, 2, 3, 4, 5
+MARK_DROP = 0x8000
+MAX_X = 2
+
+
+@dataclass(frozen=True)
+class NatRules:
+    """kube-proxy ipvs mode's nat chains as flat rule arrays (spec B.2).
+
+    Rules of chain ``c`` are ``chain_ptr[c]:chain_ptr[c+1]``. Per rule: IP match ``src_net``/
+    ``src_mask`` (mask 0 = any source; ``src_inv`` negates) and ``ip_proto`` (0 = any), up to
+    ``MAX_X`` extension matches ``x_kind``/``x_arg``/``x_inv`` (X_SET: ipset index S_*;
+    X_ADDRTYPE_LOCAL; X_MARK: ``--mark arg/arg``), target ``t_kind``/``t_arg`` (T_JUMP: chain;
+    T_MARK_OR / T_MARK_XOR: mark bits).
+    """
+
+    chain_ptr: np.ndarray
+    src_net: np.ndarray
+    src_mask: np.ndarray
+    src_inv: np.ndarray
+    ip_proto: np.ndarray
+    x_kind: np.ndarray  # int64[R, MAX_X]
+    x_arg: np.ndarray
+    x_inv: np.ndarray
+    t_kind: np.ndarray
+    t_arg: np.ndarray
+
+    @property
+    def rules(self) -> int:
+        return int(self.t_kind.shape[0])
+
+    @property
+    def chains(self) -> int:
+        return int(self.chain_ptr.shape[0] - 1)
+
+    def args(self):
+        return (self.chain_ptr, self.src_net, self.src_mask, self.src_inv, self.ip_proto,
+                self.x_kind, self.x_arg, self.x_inv, self.t_kind, self.t_arg)
+
+
+def build_nat_rules(pod_net: int, pod_mask: int, has_ext: bool, has_lb: bool,
+                    has_lb_fw: bool) -> NatRules:
+    """The constant nat rules kube-proxy's ipvs proxier writes (``writeIptablesRules``,
+    ``acceptIPVSTraffic``), in order; rules on an empty ipset are left out as kube-proxy does."""
+    chains: list[list[tuple]] = [[] for _ in CHAIN_NAMES]
+
+    def add(c, target, targ=0, xs=(), src=(0, 0, False), proto=0):
+        chains[c].append((src, proto, xs, target, targ))
+
+    add(C_PREROUTING, T_JUMP, C_SERVICES)
+    add(C_POSTROUTING, T_JUMP, C_KUBE_POSTROUTING)
+    if has_lb:
+        add(C_SERVICES, T_JUMP, C_LOAD_BALANCER, xs=((X_SET, S_LOAD_BALANCER, False),))
+    add(C_SERVICES, T_JUMP, C_MARK_MASQ, xs=((X_SET, S_CLUSTER_IP, False),),
+        src=(pod_net, pod_mask, True))
+    if has_ext:
+        add(C_SERVICES, T_JUMP, C_MARK_MASQ, xs=((X_SET, S_EXTERNAL_IP, False),))
+        add(C_SERVICES, T_ACCEPT, xs=((X_SET, S_EXTERNAL_IP, False),))
+    add(C_SERVICES, T_JUMP, C_NODE_PORT, xs=((X_ADDRTYPE_LOCAL, 0, False),))
+    add(C_SERVICES, T_ACCEPT, xs=((X_SET, S_CLUSTER_IP, False),))
+    if has_lb:
+        add(C_SERVICES, T_ACCEPT, xs=((X_SET, S_LOAD_BALANCER, False),))
+    if has_lb_fw:
+        add(C_LOAD_BALANCER, T_JUMP, C_FIREWALL, xs=((X_SET, S_LOAD_BALANCER_FW, False),))
+        add(C_FIREWALL, T_RETURN, xs=((X_SET, S_SOURCE_CIDR, False),))
+    add(C_LOAD_BALANCER, T_JUMP, C_MARK_MASQ)
+    add(C_FIREWALL, T_JUMP, C_MARK_DROP)
+    add(C_MARK_DROP, T_MARK_OR, MARK_DROP)
+    add(C_NODE_PORT, T_JUMP, C_MARK_MASQ, xs=((X_SET, S_NODE_PORT_TCP, False),),
+        proto=PROTO_TCP)
+    add(C_NODE_PORT, T_JUMP, C_MARK_MASQ, xs=((X_SET, S_NODE_PORT_UDP, False),),
+        proto=PROTO_UDP)
+    add(C_MARK_MASQ, T_MARK_OR, MASQ_MARK)
+    add(C_KUBE_POSTROUTING, T_MASQUERADE, xs=((X_SET, S_LOOP_BACK, False),))
+    add(C_KUBE_POSTROUTING, T_RETURN, xs=((X_MARK, MASQ_MARK, True),))
+    add(C_KUBE_POSTROUTING, T_MARK_XOR, MASQ_MARK)
+    add(C_KUBE_POSTROUTING, T_MASQUERADE)
+    flat = [r for ch in chains for r in ch]
+    n = len(flat)
+    x_kind = np.zeros((n, MAX_X), np.int64)
+    x_arg = np.zeros((n, MAX_X), np.int64)
+    x_inv = np.zeros((n, MAX_X), np.bool_)
+    for i, (_src, _proto, xs, _t, _a) in enumerate(flat):
+        for j, (kind, arg, inv) in enumerate(xs):
+            x_kind[i, j], x_arg[i, j], x_inv[i, j] = kind, arg, inv
+    return NatRules(
+        chain_ptr=np.concatenate([[0], np.cumsum([len(ch) for ch in chains])]).astype(np.int64),
+        src_net=np.array([r[0][0] for r in flat], np.int64),
+        src_mask=np.array([r[0][1] for r in flat], np.int64),
+        src_inv=np.array([r[0][2] for r in flat], np.bool_),
+        ip_proto=np.array([r[1] for r in flat], np.int64),
+        x_kind=x_kind, x_arg=x_arg, x_inv=x_inv,
+        t_kind=np.array([r[3] for r in flat], np.int64),
+        t_arg=np.array([r[4] for r in flat], np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class SetTables:
+    """Every hash:* ipset of kube-proxy's ipvs mode in one set of flat arrays (set ``s``: keys
+    ``kptr[s]:kptr[s+1]``, buckets ``hptr[s]:hptr[s+1]``, global element indices), plus the
+    bitmap:port NodePort sets and the source-range prefix masks of
+    KUBE-LOAD-BALANCER-SOURCE-CIDR."""
+
+    keys: np.ndarray
+    nxt: np.ndarray
+    head: np.ndarray
+    kptr: np.ndarray
+    hptr: np.ndarray
+    nwords: np.ndarray
+    seeds: np.ndarray
+    bits: np.ndarray
+    nodeport_bitmap: np.ndarray  # bool[2, 65536]
+    cidr_masks: np.ndarray  # int64: distinct masks in SOURCE-CIDR, longest prefix first
+
+    def args(self):
+        return (self.keys, self.nxt, self.head, self.kptr, self.hptr, self.nwords, self.seeds,
+                self.bits, self.nodeport_bitmap, self.cidr_masks)
+
+
+def build_set_tables(sets: list[HashSet], nodeport_bitmap: np.ndarray,
+                     cidr_masks: np.ndarray) -> SetTables:
+    kptr = np.concatenate([[0], np.cumsum([s.elements for s in sets])]).astype(np.int64)
+    hptr = np.concatenate([[0], np.cumsum([1 << s.bits for s in sets])]).astype(np.int64)
+    keys = np.concatenate([s.keys for s in sets]).astype(np.int64).reshape(-1, 3)
+    nxt = np.concatenate([np.where(s.nxt >= 0, s.nxt + kptr[i], -1)
+                          for i, s in enumerate(sets)]).astype(np.int64)
+    head = np.concatenate([np.where(s.head >= 0, s.head + kptr[i], -1)
+                           for i, s in enumerate(sets)]).astype(np.int64)
+    return SetTables(keys, nxt, head, kptr, hptr,
+                     np.array([s.nwords for s in sets], np.int64),
+                     np.array([s.seed for s in sets], np.int64),
+                     np.array([s.bits for s in sets], np.int64),
+                     nodeport_bitmap, np.ascontiguousarray(cidr_masks, dtype=np.int64))
+
+
 @njit(cache=True)
-def _ipset(keys, nwords, seed, bits, head, nxt, w0, w1, w2):
-    if keys.shape[0] == 0:
-        return False, 1
-    return _set_lookup(keys, nwords, seed, bits, head, nxt, w0, w1, w2)
+def _mset_lookup(keys, nxt, head, kptr, hptr, nwords, seeds, bits, s, w0, w1, w2):
+    """Lookup in hash set ``s``: (hit, probes)."""
+    tmp = np.empty(3, dtype=np.int64)
+    tmp[0] = w0
+    tmp[1] = w1
+    tmp[2] = w2
+    i = head[hptr[s] + (_jhash_words(tmp, nwords[s], seeds[s]) & ((1 << bits[s]) - 1))]
+    probes = 1
+    while i >= 0:
+        probes += 1
+        if keys[i, 0] == w0 and keys[i, 1] == w1 and keys[i, 2] == w2:
+            return True, probes
+        i = nxt[i]
+    return False, probes
+
+
+@njit(cache=True)
+def _set_match(keys, nxt, head, kptr, hptr, nwords, seeds, bits, bitmap, cidr_masks, s,
+               saddr, daddr, dport, proto):
+    """ipset ``--match-set`` with kube-proxy's directions: (hit, probes)."""
+    if s == S_NODE_PORT_TCP or s == S_NODE_PORT_UDP:  # bitmap:port, dst
+        want = PROTO_TCP if s == S_NODE_PORT_TCP else PROTO_UDP
+        return proto == want and bitmap[s - S_NODE_PORT_TCP, dport], 1
+    key1 = (dport << 8) | proto
+    if s == S_LOOP_BACK:  # hash:ip,port,ip dst,dst,src
+        return _mset_lookup(keys, nxt, head, kptr, hptr, nwords, seeds, bits, s, daddr, key1,
+                            saddr)
+    if s == S_SOURCE_CIDR:  # hash:ip,port,net dst,dst,src: one lookup per stored prefix
+        probes = 0
+        for j in range(cidr_masks.shape[0]):
+            hit, q = _mset_lookup(keys, nxt, head, kptr, hptr, nwords, seeds, bits, s, daddr,
+                                  key1, saddr & cidr_masks[j])
+            probes += q
+            if hit:
+                return True, probes
+        return False, max(probes, 1)
+    return _mset_lookup(keys, nxt, head, kptr, hptr, nwords, seeds, bits, s, daddr, key1, 0)
+
+
+@njit(cache=True)
+def _walk(start_chain, chain_ptr, src_net, src_mask, src_inv, ip_proto, x_kind, x_arg, x_inv,
+          t_kind, t_arg, keys, nxt, head, kptr, hptr, nwords, seeds, bits, bitmap, cidr_masks,
+          local, saddr, daddr, dport, proto, mark):
+    """Traverse a builtin nat chain rule by rule (spec C.1): every entry evaluated counts as a
+    rule, including the implicit RETURN ending a user chain and a builtin chain's policy entry.
+
+    Returns (verdict: 0 policy ACCEPT / T_ACCEPT / T_MASQUERADE, mark, rules, extension
+    matches, jumps, set probes).
+    """
+    stack = np.empty(8, dtype=np.int64)
+    sp = 0
+    c = start_chain
+    pos = chain_ptr[c]
+    rules = 0
+    matches = 0
+    jumps = 0
+    probes = 0
+    while True:
+        rules += 1
+        if pos == chain_ptr[c + 1]:  # implicit RETURN / builtin policy
+            if sp == 0:
+                return 0, mark, rules, matches, jumps, probes
+            sp -= 1
+            pos = stack[sp] + 1
+            c = 0
+            while chain_ptr[c + 1] <= stack[sp]:
+                c += 1
+            continue
+        ok = True
+        if src_mask[pos] != 0:
+            ok = ((saddr & src_mask[pos]) == src_net[pos]) != src_inv[pos]
+        if ok and ip_proto[pos] != 0:
+            ok = proto == ip_proto[pos]
+        if ok:
+            for j in range(MAX_X):
+                kind = x_kind[pos, j]
+                if kind == X_NONE:
+                    break
+                matches += 1
+                if kind == X_SET:
+                    hit, q = _set_match(keys, nxt, head, kptr, hptr, nwords, seeds, bits, bitmap,
+                                        cidr_masks, x_arg[pos, j], saddr, daddr, dport, proto)
+                    probes += q
+                elif kind == X_ADDRTYPE_LOCAL:
+                    hit = _is_local(local, daddr)
+                else:
+                    hit = (mark & x_arg[pos, j]) == x_arg[pos, j]
+                if hit == x_inv[pos, j]:
+                    ok = False
+                    break
+        if not ok:
+            pos += 1
+            continue
+        t = t_kind[pos]
+        if t == T_JUMP:
+            jumps += 1
+            stack[sp] = pos
+            sp += 1
+            c = t_arg[pos]
+            pos = chain_ptr[c]
+        elif t == T_RETURN:
+            if sp == 0:
+                return 0, mark, rules, matches, jumps, probes
+            sp -= 1
+            pos = stack[sp] + 1
+            c = 0
+            while chain_ptr[c + 1] <= stack[sp]:
+                c += 1
+        elif t == T_MARK_OR:
+            mark |= t_arg[pos]
+            pos += 1
+        elif t == T_MARK_XOR:
+            mark ^= t_arg[pos]
+            pos += 1
+        else:
+            return t, mark, rules, matches, jumps, probes
 
 
 @njit(cache=True)
 def _first_packets(
     saddr, sport, daddr, dport, proto, mark,
     svc_head, svc_next, vs_addr, vs_port, vs_proto, vs_service, vs_target, fold, svc_bits,
-    resizable, svc_seed, fwm_head, fwm_next, fwm_mark, ep_ptr, ep_ip, local, pod_net, pod_mask,
-    ci_k, ci_w, ci_s, ci_b, ci_h, ci_n, ex_k, ex_w, ex_s, ex_b, ex_h, ex_n,
-    lb_k, lb_w, lb_s, lb_b, lb_h, lb_n, lo_k, lo_w, lo_s, lo_b, lo_h, lo_n, np_bitmap,
+    resizable, svc_seed, fwm_head, fwm_next, fwm_mark, ep_ptr, ep_ip, local,
+    chain_ptr, src_net, src_mask, src_inv, ip_proto, x_kind, x_arg, x_inv, t_kind, t_arg,
+    keys, nxt, head, kptr, hptr, nwords, seeds, bits, bitmap, cidr_masks,
     c_head, c_next, c_caddr, c_cport, c_proto, c_vaddr, c_vport, c_rnd, c_fold, c_bits, c_le,
 ):
     n = saddr.shape[0]
@@ -660,109 +956,58 @@ def _first_packets(
     sched = np.zeros(n, dtype=np.int64)
     vs_hit = np.full(n, -1, dtype=np.int64)
     dest = np.full(n, -1, dtype=np.int64)
+    dropped = np.zeros(n, dtype=np.bool_)
     rr = np.full(vs_addr.shape[0], -1, dtype=np.int64)
-    has_lb = lb_k.shape[0] > 0
-    has_ext = ex_k.shape[0] > 0
     for k in range(n):
         a, p, pr = daddr[k], dport[k], proto[k]
-        key1 = (p << 8) | pr
-        masq = False
-        r = 1  # nat PREROUTING -j KUBE-SERVICES
-        m = 0
-        jp = 1
-        sp = 0
-        # KUBE-SERVICES
-        if has_lb:
-            r += 1
-            m += 1
-            hit, pb = _ipset(lb_k, lb_w, lb_s, lb_b, lb_h, lb_n, a, key1, 0)
-            sp += pb
-            if hit:  # -j KUBE-LOAD-BALANCER: -j KUBE-MARK-MASQ; RETURN
-                jp += 2
-                r += 4
-                masq = True
-        r += 1  # ! -s podCIDR -m comment -m set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ
-        if (saddr[k] & pod_mask) != pod_net:
-            m += 2
-            hit, pb = _ipset(ci_k, ci_w, ci_s, ci_b, ci_h, ci_n, a, key1, 0)
-            sp += pb
-            if hit:
-                jp += 1
-                r += 2  # KUBE-MARK-MASQ: MARK, RETURN
-                masq = True
-        accepted = False
-        if has_ext:
-            r += 2  # KUBE-EXTERNAL-IP masquerade rule, then its ACCEPT rule
-            m += 2
-            hit, pb = _ipset(ex_k, ex_w, ex_s, ex_b, ex_h, ex_n, a, key1, 0)
-            sp += 2 * pb
-            if hit:
-                jp += 1
-                r += 2
-                masq = True
-                accepted = True
-        if not accepted:
-            r += 1  # -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT
-            m += 1
-            if _is_local(local, a):
-                jp += 1
-                r += 3  # KUBE-NODE-PORT: tcp rule, udp rule, RETURN
-                if pr == PROTO_TCP or pr == PROTO_UDP:
-                    m += 2
-                    sp += 1
-                    if np_bitmap[1 if pr == PROTO_UDP else 0, p]:
-                        jp += 1
-                        r += 2
-                        masq = True
-            r += 1  # -m set KUBE-CLUSTER-IP dst,dst -j ACCEPT
-            m += 1
-            hit, pb = _ipset(ci_k, ci_w, ci_s, ci_b, ci_h, ci_n, a, key1, 0)
-            sp += pb
-            if not hit:
-                r += 1  # end of KUBE-SERVICES: implicit RETURN
-        # IPVS at LOCAL_IN (only local destinations reach it)
-        routed = not _is_local(local, a)
-        if not routed:
-            _, cp = _conn_in_get(c_head, c_next, c_caddr, c_cport, c_proto, c_vaddr, c_vport,
-                                 c_rnd, c_fold, c_bits, c_le, saddr[k], sport[k], pr, a, p)
-            conn_probes[k] = cp
-            v, vp = _svc_find(svc_head, svc_next, vs_addr, vs_port, vs_proto, fold, svc_bits,
-                              resizable, svc_seed, fwm_head, fwm_next, fwm_mark, 0, 0, mark[k],
-                              pr, a, p)
-            svc_probes[k] = vp
-            if v >= 0:
-                vs_hit[k] = v
-                s = vs_service[v]
-                cnt = ep_ptr[s + 1] - ep_ptr[s]
-                if cnt > 0:
-                    # rr: next destination after the last chosen (all weight 1): one step
-                    rr[v] = (rr[v] + 1) % cnt
-                    dest[k] = ep_ptr[s] + rr[v]
-                    sched[k] = 1
-                    conn_probes[k] += 1  # ip_vs_conn_new: hash + insert at bucket head
-                    routed = True
-        if routed:
-            r += 3  # nat POSTROUTING -j KUBE-POSTROUTING; LOOP-BACK rule; mark RETURN rule
-            jp += 1
-            m += 3
-            if dest[k] >= 0:
-                e = ep_ip[dest[k]]
-                hit, pb = _ipset(lo_k, lo_w, lo_s, lo_b, lo_h, lo_n, e,
-                                 (vs_target[vs_hit[k]] << 8) | pr, saddr[k])
-            else:
-                hit, pb = _ipset(lo_k, lo_w, lo_s, lo_b, lo_h, lo_n, a, key1, saddr[k])
-            sp += pb
-            if hit:
-                r -= 1
-                m -= 1
-            elif masq:
-                r += 2  # xor-mark, MASQUERADE
-                m += 1
+        _, mk, r, m, jp, sp = _walk(C_PREROUTING, chain_ptr, src_net, src_mask, src_inv,
+                                    ip_proto, x_kind, x_arg, x_inv, t_kind, t_arg, keys, nxt,
+                                    head, kptr, hptr, nwords, seeds, bits, bitmap, cidr_masks,
+                                    local, saddr[k], a, p, pr, mark[k])
+        if mk & MARK_DROP:  # KUBE-MARK-DROP: the filter table drops it before LOCAL_IN
+            dropped[k] = True
+        else:
+            # IPVS at LOCAL_IN (only local destinations reach it)
+            routed = not _is_local(local, a)
+            if not routed:
+                _, cp = _conn_in_get(c_head, c_next, c_caddr, c_cport, c_proto, c_vaddr,
+                                     c_vport, c_rnd, c_fold, c_bits, c_le, saddr[k], sport[k],
+                                     pr, a, p)
+                conn_probes[k] = cp
+                v, vp = _svc_find(svc_head, svc_next, vs_addr, vs_port, vs_proto, fold,
+                                  svc_bits, resizable, svc_seed, fwm_head, fwm_next, fwm_mark,
+                                  0, 0, mark[k], pr, a, p)
+                svc_probes[k] = vp
+                if v >= 0:
+                    vs_hit[k] = v
+                    s = vs_service[v]
+                    cnt = ep_ptr[s + 1] - ep_ptr[s]
+                    if cnt > 0:
+                        # rr over weight-1 destinations in endpoint order: one step
+                        rr[v] = (rr[v] + 1) % cnt
+                        dest[k] = ep_ptr[s] + rr[v]
+                        sched[k] = 1
+                        conn_probes[k] += 1  # ip_vs_conn_new: hash + insert at bucket head
+                        routed = True
+            if routed:  # nat POSTROUTING sees the packet after IPVS' DNAT
+                da, dp = a, p
+                if dest[k] >= 0:
+                    da, dp = ep_ip[dest[k]], vs_target[vs_hit[k]]
+                _, _, r2, m2, jp2, sp2 = _walk(C_POSTROUTING, chain_ptr, src_net, src_mask,
+                                               src_inv, ip_proto, x_kind, x_arg, x_inv, t_kind,
+                                               t_arg, keys, nxt, head, kptr, hptr, nwords,
+                                               seeds, bits, bitmap, cidr_masks, local,
+                                               saddr[k], da, dp, pr, mk)
+                r += r2
+                m += m2
+                jp += jp2
+                sp += sp2
         rules[k] = r
         matches[k] = m
         jumps[k] = jp
         set_probes[k] = sp
-    return rules, matches, jumps, set_probes, svc_probes, conn_probes, sched, vs_hit, dest
+    return (rules, matches, jumps, set_probes, svc_probes, conn_probes, sched, vs_hit, dest,
+            dropped)
 
 
 def first_packets(
@@ -777,10 +1022,11 @@ def first_packets(
 ) -> dict[str, np.ndarray]:
     """Count the work of the first packet of each new connection in ipvs mode.
 
-    Returns per-packet int64 arrays: ``rules``, ``matches``, ``jumps`` (iptables constant part),
-    ``set_probes`` (ipset), ``svc_probes`` (service table), ``conn_probes`` (connection-table
-    miss walk + insert), ``sched_steps``, ``vs`` (virtual server hit or -1) and ``dest``
-    (endpoint index or -1).
+    Returns per-packet int64 arrays: ``rules`` (nat entries evaluated by :func:`_walk` in
+    PREROUTING and, for routed or IPVS-forwarded packets, POSTROUTING), ``matches`` (extension
+    matches evaluated), ``jumps``, ``set_probes`` (ipset), ``svc_probes`` (service table),
+    ``conn_probes`` (connection-table miss walk + insert), ``sched_steps``, ``vs`` (virtual
+    server hit or -1), ``dest`` (endpoint index or -1) and bool ``dropped`` (KUBE-MARK-DROP).
     """
     arrs = [np.ascontiguousarray(x, dtype=np.int64) for x in (saddr, sport, daddr, dport, proto)]
     n = arrs[0].shape[0]
@@ -788,20 +1034,15 @@ def first_packets(
         raise ValueError("packets: expected 1-D arrays of one length")
     mk = np.zeros(n, np.int64) if mark is None else np.ascontiguousarray(mark, dtype=np.int64)
     t = tables
-
-    def hs(s: HashSet):
-        return s.keys, s.nwords, s.seed, s.bits, s.head, s.nxt
-
     out = _first_packets(
         *arrs, mk, t.svc_head, t.svc_next, t.vs_addr, t.vs_port, t.vs_proto, t.vs_service,
         t.vs_target, t.fold, t.svc_bits, t.resizable, t.svc_seed, t.fwm_head, t.fwm_next,
-        t.fwm_mark, t.ep_ptr, t.ep_ip, t.local_addrs, t.pod_net, t.pod_mask,
-        *hs(t.cluster_ip_set), *hs(t.external_ip_set), *hs(t.lb_set), *hs(t.loopback_set),
-        t.nodeport_bitmap, conn.head, conn.nxt, conn.caddr, conn.cport, conn.proto, conn.vaddr,
-        conn.vport, conn.rnd, conn.fold, conn.bits, conn.little_endian,
+        t.fwm_mark, t.ep_ptr, t.ep_ip, t.local_addrs, *t.nat.args(), *t.sets.args(),
+        conn.head, conn.nxt, conn.caddr, conn.cport, conn.proto, conn.vaddr, conn.vport,
+        conn.rnd, conn.fold, conn.bits, conn.little_endian,
     )
     names = ("rules", "matches", "jumps", "set_probes", "svc_probes", "conn_probes",
-             "sched_steps", "vs", "dest")
+             "sched_steps", "vs", "dest", "dropped")
     return dict(zip(names, out, strict=True))
 
 

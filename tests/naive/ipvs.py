@@ -109,3 +109,151 @@ def conn_find(table, a, p, pr, va, vp, rnd, netns_ptr, bits):
         conn_hashkey(a, p, pr, rnd, netns_ptr, bits),
         lambda it: it[2] == p and it[5] == vp and it[1] == a and it[4] == va and it[3] == pr)
     return (-1 if item is None else item[0]), probes
+
+
+# ---- kube-proxy ipvs mode nat chains (spec B.2), walked by hand -----------------------------
+MASQ, DROP = 0x4000, 0x8000
+
+
+class IpSet:
+    """hash:* ipset as Python bucket lists, from a kernels.ipvs.HashSet's keys (insertion order =
+    row order, each at its bucket head)."""
+
+    def __init__(self, hs):
+        self.nwords, self.seed, self.mask = hs.nwords, hs.seed, (1 << hs.bits) - 1
+        self.buckets = [[] for _ in range(1 << hs.bits)]
+        for k in hs.keys.tolist():
+            self.buckets[jhash2(k[:self.nwords], self.seed) & self.mask].insert(0, tuple(k))
+        self.empty = hs.elements == 0
+
+    def test(self, key):
+        probes = 1
+        for k in self.buckets[jhash2(list(key)[:self.nwords], self.seed) & self.mask]:
+            probes += 1
+            if k == tuple(key):
+                return True, probes
+        return False, probes
+
+
+class NatWalk:
+    """Per-packet counter: rules (entries incl. implicit RETURN / policy), extension matches,
+    jumps, set probes."""
+
+    def __init__(self):
+        self.rules = self.matches = self.jumps = self.probes = 0
+
+    def rule(self, n=1):
+        self.rules += n
+
+    def match(self, hit_probes=None):
+        self.matches += 1
+        if hit_probes is not None:
+            hit, p = hit_probes
+            self.probes += p
+            return hit
+        return None
+
+
+def ipvs_nat(t, saddr, daddr, dport, proto, dest, vs):
+    """Hand-written walk of the nat chains for one packet; ``dest``/``vs`` = IPVS' choice
+    (-1 if none). Returns (rules, matches, jumps, set_probes, dropped)."""
+    sets = {name: IpSet(h) for name, h in (("ci", t.cluster_ip_set), ("ext", t.external_ip_set),
+                                           ("lb", t.lb_set), ("fw", t.lb_fw_set),
+                                           ("loop", t.loopback_set),
+                                           ("cidr", t.source_cidr_set))}
+    local = set(t.local_addrs.tolist())
+    masks = sorted(t.sets.cidr_masks.tolist(), key=lambda m: -bin(m).count("1"))
+    w = NatWalk()
+    mark = 0
+    k2 = (daddr, (dport << 8) | proto, 0)
+
+    def mark_masq():
+        nonlocal mark
+        w.jumps += 1
+        w.rule(2)  # MARK --or-mark, implicit RETURN
+        mark |= MASQ
+
+    # PREROUTING: -j KUBE-SERVICES
+    w.rule()
+    w.jumps += 1
+    verdict = None
+    # KUBE-SERVICES
+    if not sets["lb"].empty:
+        w.rule()
+        if w.match(sets["lb"].test(k2)):
+            w.jumps += 1  # KUBE-LOAD-BALANCER
+            if not sets["fw"].empty:
+                w.rule()
+                if w.match(sets["fw"].test(k2)):
+                    w.jumps += 1  # KUBE-FIREWALL
+                    w.rule()
+                    hit, p = False, 0
+                    for m in masks:
+                        h, q = sets["cidr"].test((daddr, (dport << 8) | proto, saddr & m))
+                        p += q
+                        if h:
+                            hit = True
+                            break
+                    w.match((hit, max(p, 1)))
+                    if not hit:
+                        w.rule()  # -j KUBE-MARK-DROP
+                        w.jumps += 1
+                        w.rule(2)
+                        mark |= DROP
+                        w.rule()  # KUBE-FIREWALL implicit RETURN
+            w.rule()  # -j KUBE-MARK-MASQ
+            mark_masq()
+            w.rule()  # KUBE-LOAD-BALANCER implicit RETURN
+    w.rule()  # ! -s podCIDR -m set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ
+    if (saddr & t.pod_mask) != t.pod_net:
+        if w.match(sets["ci"].test(k2)):
+            mark_masq()
+    if not sets["ext"].empty:
+        w.rule()
+        if w.match(sets["ext"].test(k2)):
+            mark_masq()
+        w.rule()
+        if w.match(sets["ext"].test(k2)):
+            verdict = "accept"
+    if verdict is None:
+        w.rule()  # -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT
+        w.match()
+        if daddr in local:
+            w.jumps += 1
+            for pr, row in ((6, 0), (17, 1)):
+                w.rule()
+                if proto == pr:
+                    w.match()
+                    w.probes += 1
+                    if t.nodeport_bitmap[row, dport]:
+                        mark_masq()
+            w.rule()  # implicit RETURN
+        w.rule()
+        if w.match(sets["ci"].test(k2)):
+            verdict = "accept"
+    if verdict is None and not sets["lb"].empty:
+        w.rule()
+        if w.match(sets["lb"].test(k2)):
+            verdict = "accept"
+    if verdict is None:
+        w.rule(2)  # KUBE-SERVICES implicit RETURN, PREROUTING policy
+    if mark & DROP:
+        return w.rules, w.matches, w.jumps, w.probes, True
+    if daddr in local and dest < 0:
+        return w.rules, w.matches, w.jumps, w.probes, False
+    da, dp = daddr, dport
+    if dest >= 0:
+        da, dp = int(t.ep_ip[dest]), int(t.vs_target[vs])
+    # POSTROUTING: -j KUBE-POSTROUTING
+    w.rule()
+    w.jumps += 1
+    w.rule()
+    if w.match(sets["loop"].test((da, (dp << 8) | proto, saddr))):
+        return w.rules, w.matches, w.jumps, w.probes, False  # MASQUERADE
+    w.rule()
+    w.match()
+    if not mark & MASQ:
+        w.rule()  # RETURN -> POSTROUTING policy
+        return w.rules, w.matches, w.jumps, w.probes, False
+    w.rule(2)  # --xor-mark, MASQUERADE
+    return w.rules, w.matches, w.jumps, w.probes, False

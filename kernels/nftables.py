@@ -533,7 +533,7 @@ def _first_packets(
             _, q = _rhash_lookup(nn_h, nn_n, nn_k, nn_v, nn_w, nn_s, pr, p, 0)
             pb += q
         else:
-            r += 2
+            r += 3  # jump cluster-ips-check; its 2 rules (cluster-ips set, service CIDR)
             jp += 1
             lk += 1
             _, q = _rhash_lookup(ci_h, ci_n, ci_k, ci_v, ci_w, ci_s, a, 0, 0)

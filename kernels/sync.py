@@ -95,6 +95,8 @@ import math
 import numpy as np
 from numba import njit
 
+from kernels.nftables import BASE_CHAIN_RULES as _NFT_BASE_CHAIN_RULES
+
 MODES = ("iptables", "iptables-nft", "ipvs", "nftables")
 MODE_IPTABLES, MODE_IPTABLES_NFT, MODE_IPVS, MODE_NFTABLES = 0, 1, 2, 3
 
@@ -170,12 +172,11 @@ IPT_TOP_CHAINS = 10
 # Fixed top-level rules: KUBE-SERVICES' last rule (→ KUBE-NODEPORTS), KUBE-POSTROUTING (3),
 # KUBE-MARK-MASQ (1), KUBE-FORWARD (3).
 IPT_TOP_FIXED_RULES = 8
-# nftables (spec B.3): 8 base chains + services, masquerading, mark-for-masquerade,
-# firewall-check, service-endpoints-check, nodeport-endpoints-check, cluster-ips-check.
-NFT_TOP_CHAINS = 15
-# base-chain jumps (12) + services (2) + masquerading (3) + mark-for-masquerade (1) + the check
-# chains' lookups (4) + cluster-ips-check (2).
-NFT_TOP_FIXED_RULES = 24
+# nftables (spec B.3): kube-proxy's fixed chains as kernels.nftables models them — 8 base chains
+# (11 jump rules) + services, masquerading, mark-for-masquerade, firewall-check,
+# service-endpoints-check, nodeport-endpoints-check, cluster-ips-check, reject-chain.
+NFT_TOP_CHAINS = len(_NFT_BASE_CHAIN_RULES)
+NFT_TOP_FIXED_RULES = sum(_NFT_BASE_CHAIN_RULES.values())
 # ipvs mode's constant iptables rules (spec B.2: "a constant number of iptables rules") and chains.
 IPVS_TOP_FIXED_RULES = 20
 IPVS_TOP_CHAINS = 7

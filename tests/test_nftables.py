@@ -150,3 +150,21 @@ def test_affinity_sets_without_times_stick_forever():
     out = nft.first_packets(t, pk.src, pk.dst, pk.dport, pk.proto, seed=2)
     d = out["dest"].reshape(4, 50)
     assert (d == d[0]).all()
+
+
+@pytest.mark.parametrize("seed, kw", [
+    (0, {}),
+    (1, dict(type_mix=(0.4, 0.3, 0.3, 0), external_ip_fraction=0.3)),
+    (2, dict(type_mix=(0.3, 0.3, 0.4, 0), lb_source_range_fraction=0.5, affinity_fraction=0.3)),
+    (3, dict(endpoint_dist="poisson", type_mix=(0.5, 0.5, 0, 0))),
+])
+def test_sync_sizes_equal_the_compiled_tables(seed, kw):
+    """kernels.sync's nftables rule and chain counts = what build_tables programs."""
+    from kernels import sync
+
+    c = build_cluster(80, 3, seed=seed, **kw)
+    t = nft.build_tables(c, seed=seed)
+    sz, const = sync.sizes_from_cluster("nftables", c)
+    assert int(sz[:, sync.SZ_RULES].sum() + const[0]) == t.rules_total
+    assert int(sz[:, sync.SZ_CHAINS].sum() + const[1]) == t.chains_total
+    assert (const[0], const[1]) == (23, 16)

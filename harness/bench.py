@@ -56,10 +56,16 @@ QUICK_ARGS = (
 """pytest arguments of ``--quick``: skip ``slow`` benchmarks and take fewer rounds."""
 
 TIMING_PATTERNS = (
-    "wall_s", "*wall*", "*elapsed*", "*_measured_*", "measured_*", "*timed*", "*_per_s",
-    "*throughput*", "*_sec_*", "*compile*",
+    "wall_s", "*wall*", "*elapsed*", "*measured*", "*timed*", "*compile*",
+    "decision_ns*",  # fairness/churn: scheduling decisions timed on this machine (connsim)
 )
-"""Column-name patterns of wall-clock measurements (never part of the golden comparison)."""
+"""Column-name patterns of wall-clock measurements, never part of the golden comparison.
+
+Model outputs from the cost model (e.g. ``first_packet_ns_mean``) are deterministic and compared;
+a kind that reports a time measured on the machine should name it ``*_wall_*`` or
+``*_measured_*`` (or be listed here). ``--save-baseline`` refuses a golden table whose compared
+columns differ between two identical runs, naming them.
+"""
 
 GOLDEN_KEYS = ("kind", "part", "point", "repeat")
 """Columns that identify a row of the golden points table (``harness.store.rows_frame``)."""

@@ -132,6 +132,12 @@ def test_baseline_round_trip_and_cli_main(tmp_path, monkeypatch, capsys) -> None
     assert "REGRESSED: bench_iptables.py::test_traverse[100000]: 3.00x" in out
     monkeypatch.setattr(bench, "run_suite", lambda **kw: suite(BASE_TIMES))
     assert command.main(args) == 0
+    # A benchmark that raised fails the gate even when every figure that ran is fine.
+    ok = suite(BASE_TIMES)
+    failing = bench.Suite(ok.figures, ok.reference_s, meta={"pytest_exit": 1})
+    monkeypatch.setattr(bench, "run_suite", lambda **kw: failing)
+    assert command.main(args) == 1
+    assert "a benchmark raised or failed" in capsys.readouterr().out
 
 
 def test_merge_keeps_entries_a_partial_run_did_not_touch() -> None:

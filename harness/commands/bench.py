@@ -55,14 +55,21 @@ def _speed_gate(args: argparse.Namespace, threshold: float) -> bool:
         current = bench.run_suite(quick=args.quick, select=args.select,
                                   statistic=args.statistic)
     except bench.BenchFailed as exc:
-        print(f"kpbench bench: FAILED: {exc} (a benchmark raised; see the output above)")
+        print(f"kpbench bench: FAILED: {exc} (see the output above)")
         return False
     print()
+    broken = current.meta.get("pytest_exit", 0) not in (0, 5)
+    if broken:
+        print(f"kpbench bench: FAILED: a benchmark raised or failed (pytest exit "
+              f"{current.meta['pytest_exit']}, see above); comparing the benchmarks that ran")
     targets = bench.format_targets(current)
     if targets:
         print(targets)
         print()
     if args.save_baseline:
+        if broken:
+            print("kpbench bench: baseline not saved: fix the failing benchmarks first")
+            return False
         target = args.compare or bench.BENCH_BASELINE
         merged = current
         if (args.quick or args.select) and Path(target).exists():
@@ -76,14 +83,14 @@ def _speed_gate(args: argparse.Namespace, threshold: float) -> bool:
         print(bench.format_figures(current))
         print(f"kpbench bench: warning: no baseline at {_rel(target)}; nothing compared "
               "(save one with --save-baseline)")
-        return True
+        return not broken
     comparison = bench.compare(bench.load_baseline(target), current, threshold)
     print(bench.format_comparison(comparison))
     for row in comparison.by_verdict("missing"):
         print(f"kpbench bench: warning: benchmark missing from this run: {row.name}")
     for row in comparison.by_verdict("new"):
         print(f"kpbench bench: new benchmark (not in the baseline): {row.name}")
-    if comparison.regressed:
+    if comparison.regressed or broken:
         for row in comparison.regressed:
             print(f"kpbench bench: REGRESSED: {row.name}: {row.ratio:.2f}x the baseline figure "
                   f"(threshold {threshold:.0%})")

@@ -147,8 +147,8 @@ def report(df: pd.DataFrame, plots_dir: Path) -> Report:
         plt.close(fig)
         figures.append(Figure("first_packet_ops_vs_services.png",
                               "Mean first-packet operations vs Services for each endpoint count "
-                              "(rules for iptables/userspace, lookups+rules for nftables, "
-                              "probes+rules for ipvs)."))
+                              "(rules for iptables/userspace, lookups+rules+hash probes for "
+                              "nftables, probes+rules for ipvs)."))
 
     # ---- figure 3: IPVS established cost vs live connections per conn-table size
     ipv = df[df["mode"] == "ipvs"] if "mode" in df else df.iloc[0:0]

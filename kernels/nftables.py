@@ -5,7 +5,9 @@ jumps/gotos, set or map lookups, and hash probes inside the lookups):
 
 * filter-prerouting: ``ct state new jump firewall-check``; firewall-check:
   ``ip daddr . meta l4proto . th dport vmap @firewall-ips`` (→ ``firewall-…`` chain:
-  ``ip saddr != { ranges } drop``).
+  ``ip saddr != { ranges } drop``: a lookup in the anonymous interval set of the Service's
+  source ranges — rbtree, modelled as a binary search over the merged range starts, one probe
+  per node — and a real drop).
 * nat-prerouting: ``jump services``; ``services`` = 2 rules: (1) ``ip daddr . meta l4proto .
   th dport vmap @service-ips``, (2) ``fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto .
   th dport vmap @service-nodeports`` (the map is consulted only when the fib says local).
@@ -29,10 +31,13 @@ jumps/gotos, set or map lookups, and hash probes inside the lookups):
   simplification: the Local chain's extra short-circuit rules are not modelled).
 * nat-postrouting: ``jump masquerading``: ``meta mark & 0x4000 == 0 return``; if marked, mark
   reset and ``masquerade fully-random``.
-* filter-forward (routed) / filter-input (local): ``ct state new jump service-endpoints-check``
-  (``vmap @no-endpoint-services``), filter-forward also ``jump cluster-ips-check``
-  (``ip daddr @cluster-ips reject``), filter-input also ``nodeport-endpoints-check``
-  (``vmap @no-endpoint-nodeports``).
+* filter-forward (routed) / filter-input (local), on the DNATed address and port:
+  filter-input ``ct state new jump nodeport-endpoints-check`` (``vmap @no-endpoint-nodeports``)
+  then ``jump service-endpoints-check`` (``vmap @no-endpoint-services``); filter-forward ``jump
+  service-endpoints-check`` then ``jump cluster-ips-check`` (``ip daddr @cluster-ips reject``,
+  ``ip daddr { service CIDR } drop``). A no-endpoint element's verdict is ``goto reject-chain``
+  (one ``reject`` rule). Dropped and rejected packets get ``dest`` −1 and ``dropped``.
+* Host-originated packets (nat-output, filter-output, filter-output-post-dnat) are not walked.
 
 Set backends (spec C.2, inferred from nft_select_set_ops, unconfirmed for what knftables
 passes): named maps/sets with no declared size select **rhash** — kernel rhashtable, jhash over
@@ -42,6 +47,11 @@ rule); concatenated keys are padded to 32-bit registers (ipv4 . proto . port = 3
 anonymous ``numgen`` vmap has a 4-byte key and a known size → **hash_fast**: buckets =
 roundup_pow_of_two(N·4/3), bucket = reciprocal_scale(jhash_1word(key, seed), buckets). Chains
 are newest-first. Probe = bucket head read + one per element compared.
+
+Counts: ``rules`` = rules evaluated (a rule whose first expression fails still counts),
+``jumps`` = jump/goto (including a vmap's verdict), ``lookups`` = set/map lookups (including
+affinity ``update``), ``probes`` = hash (or rbtree) probes inside them. The scaling kind's
+``first_packet_ops`` for nftables is lookups + rules + probes (harness.kinds.scaling).
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from kernels.cluster import Cluster
+from kernels.cluster import Cluster, parse_cidr
 
 M32 = 0xFFFFFFFF
 JHASH_INITVAL = 0xDEADBEEF
@@ -208,6 +218,13 @@ class NftTables:
     ng_head: np.ndarray
     ng_next: np.ndarray
     ep_of_port: np.ndarray  # int64[P] first endpoint index of the port's Service
+    ep_ip: np.ndarray  # int64[E] endpoint addresses
+    port_target: np.ndarray  # int64[P] endpoint (target) port
+    fw_ptr: np.ndarray  # int64[P+1] source ranges of each port's firewall chain
+    fw_lo: np.ndarray  # int64 merged range starts
+    fw_hi: np.ndarray  # int64 merged range ends (exclusive)
+    svc_net: int  # service CIDR (cluster-ips-check drop rule)
+    svc_mask: int
     port_affinity: np.ndarray  # bool[P]
     port_timeout: np.ndarray  # float64[P] affinity timeout (s), StickyMaxAgeSeconds
     aff_seed: np.ndarray  # int64[E] jhash seed of each endpoint's affinity set (numgen order)
@@ -232,8 +249,36 @@ class NftTables:
         return int(named + self.ng_bptr[-1])
 
 
-def build_tables(cluster: Cluster, *, masquerade_rule: bool = True, seed: int = 0) -> NftTables:
-    """Program ``cluster`` as kube-proxy's nftables proxier does (spec B.3)."""
+def _firewall_ranges(cluster: Cluster, psvc: np.ndarray, has_fw: np.ndarray):
+    """Per service port: its Service's source ranges as sorted, merged ``[lo, hi)``."""
+    ptr = [0]
+    lo_all: list[int] = []
+    hi_all: list[int] = []
+    for p in range(psvc.shape[0]):
+        if has_fw[p]:
+            s = psvc[p]
+            r0, r1 = cluster.src_ptr[s], cluster.src_ptr[s + 1]
+            m = cluster.src_mask[r0:r1].astype(np.int64)
+            lo = cluster.src_net[r0:r1].astype(np.int64) & m
+            hi = lo + (~m & M32) + 1
+            merged: list[list[int]] = []
+            for a, b in sorted(zip(lo.tolist(), hi.tolist(), strict=True)):
+                if merged and a <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], b)
+                else:
+                    merged.append([a, b])
+            lo_all += [x[0] for x in merged]
+            hi_all += [x[1] for x in merged]
+        ptr.append(len(lo_all))
+    return (np.array(ptr, np.int64), np.array(lo_all, np.int64).reshape(-1),
+            np.array(hi_all, np.int64).reshape(-1))
+
+
+def build_tables(cluster: Cluster, *, masquerade_rule: bool = True, seed: int = 0,
+                 service_cidr: str = "10.96.0.0/12") -> NftTables:
+    """Program ``cluster`` as kube-proxy's nftables proxier does (spec B.3); ``service_cidr``
+    is cluster-ips-check's ``ip daddr { service CIDR } drop`` rule."""
+    svc_net, svc_mask, _ = parse_cidr(service_cidr)
     rng = np.random.default_rng(seed)
     n_ports = cluster.n_ports
     psvc = np.repeat(np.arange(cluster.n_services), np.diff(cluster.port_ptr))
@@ -278,7 +323,7 @@ def build_tables(cluster: Cluster, *, masquerade_rule: bool = True, seed: int = 
     service_ips = build_rhash(key3[ok], np.where(lb_fw, ext_chain[all_p], target)[ok], 3,
                               int(seeds[0]))
     firewall_ips = build_rhash(key3[lb_fw], fw_chain[all_p][lb_fw], 3, int(seeds[1]))
-    no_ep = build_rhash(key3[~ok], np.full(int((~ok).sum()), -1), 3, int(seeds[2]))
+    no_ep = build_rhash(key3[~ok], np.zeros(int((~ok).sum()), np.int64), 3, int(seeds[2]))
     np_ports = np.nonzero(nodeport > 0)[0]
     np_ports = np_ports[np.argsort(rank[np_ports])]
     np_keys = np.stack([proto[np_ports], nodeport[np_ports], np.zeros(np_ports.size,
@@ -286,7 +331,7 @@ def build_tables(cluster: Cluster, *, masquerade_rule: bool = True, seed: int = 
     np_ok = has_ep[np_ports]
     service_nodeports = build_rhash(np_keys[np_ok], ext_chain[np_ports][np_ok], 2,
                                     int(seeds[3]))
-    no_ep_np = build_rhash(np_keys[~np_ok], np.full(int((~np_ok).sum()), -1), 2,
+    no_ep_np = build_rhash(np_keys[~np_ok], np.zeros(int((~np_ok).sum()), np.int64), 2,
                            int(seeds[4]))
     cips = np.unique(cip)
     cluster_ips = build_rhash(np.stack([cips, np.zeros_like(cips), np.zeros_like(cips)], 1),
@@ -311,12 +356,15 @@ def build_tables(cluster: Cluster, *, masquerade_rule: bool = True, seed: int = 
     chains_total = int(len(BASE_CHAIN_RULES) + has_ep.sum() + np.where(has_ep, n_ep, 0).sum()
                        + (ext_chain >= 0).sum() + (fw_chain >= 0).sum())
     pod_net, pod_mask = cluster.cluster_cidr
+    fw_ptr, fw_lo, fw_hi = _firewall_ranges(cluster, psvc, has_fw & has_ep)
     return NftTables(
         service_ips=service_ips, service_nodeports=service_nodeports, firewall_ips=firewall_ips,
         no_endpoint_services=no_ep, no_endpoint_nodeports=no_ep_np, cluster_ips=cluster_ips,
         chain_kind=chain_kind, chain_port=chain_port, svc_chain=svc_chain.astype(np.int64),
         ng_bptr=ng_bptr, ng_eptr=ng_eptr, ng_seed=ng_seed, ng_head=ng_head, ng_next=ng_next,
         ep_of_port=cluster.ep_ptr[psvc].astype(np.int64), port_affinity=aff.astype(np.bool_),
+        ep_ip=cluster.ep_ip.astype(np.int64), port_target=cluster.port_target.astype(np.int64),
+        fw_ptr=fw_ptr, fw_lo=fw_lo, fw_hi=fw_hi, svc_net=int(svc_net), svc_mask=int(svc_mask),
         port_timeout=cluster.svc_affinity_timeout[psvc].astype(np.float64),
         aff_seed=rng.integers(0, 2**32, size=int(ng_eptr[-1])).astype(np.int64),
         local_addrs=np.unique(cluster.node_ips.astype(np.int64)),
@@ -411,13 +459,31 @@ def _aff_update(a_nb, a_reg, a_cnt, bpool, top, el_addr, el_time, el_next, n_el,
 
 
 @njit(cache=True)
+def _range_lookup(lo, hi, a, b, addr):
+    """Anonymous interval set ``{ ranges }`` (sorted, merged ``[lo, hi)`` in ``a:b``): rbtree
+    walk modelled as a binary search over the range starts, one probe per node visited.
+    Returns (inside, probes)."""
+    i, j = a, b
+    probes = 0
+    while i < j:
+        probes += 1
+        mid = (i + j) // 2
+        if lo[mid] <= addr:
+            i = mid + 1
+        else:
+            j = mid
+    return i > a and addr < hi[i - 1], max(probes, 1)
+
+
+@njit(cache=True)
 def _first_packets(
     saddr, daddr, dport, proto, seed,
     si_h, si_n, si_k, si_v, si_w, si_s, sn_h, sn_n, sn_k, sn_v, sn_w, sn_s,
     fw_h, fw_n, fw_k, fw_v, fw_w, fw_s, ne_h, ne_n, ne_k, ne_v, ne_w, ne_s,
     nn_h, nn_n, nn_k, nn_v, nn_w, nn_s, ci_h, ci_n, ci_k, ci_v, ci_w, ci_s,
     chain_kind, chain_port, svc_chain, ng_bptr, ng_eptr, ng_seed, ng_head, ng_next,
-    ep_of_port, port_aff, port_timeout, aff_seed, times, local, pod_net, pod_mask, masq_rule,
+    ep_of_port, ep_ip, port_target, fw_ptr, fw_lo, fw_hi, port_aff, port_timeout, aff_seed,
+    times, local, pod_net, pod_mask, svc_net, svc_mask, masq_rule,
 ):
     np.random.seed(seed)
     n = saddr.shape[0]
@@ -436,118 +502,159 @@ def _first_packets(
     lookups = np.zeros(n, dtype=np.int64)
     probes = np.zeros(n, dtype=np.int64)
     dest = np.full(n, -1, dtype=np.int64)
+    dropped = np.zeros(n, dtype=np.bool_)
     for k in range(n):
-        a, p, pr = daddr[k], dport[k], proto[k]
+        s, a, p, pr = saddr[k], daddr[k], dport[k], proto[k]
         r = 0
         jp = 0
         lk = 0
         pb = 0
         masq = False
-        # filter-prerouting -> firewall-check
+        done = False
+        # filter-prerouting: ct state new jump firewall-check; its vmap @firewall-ips
         r += 2
         jp += 1
         lk += 1
         fwc, q = _rhash_lookup(fw_h, fw_n, fw_k, fw_v, fw_w, fw_s, a, pr, p)
         pb += q
-        if fwc >= 0:
-            r += 1  # ip saddr != { ranges } drop
+        if fwc >= 0:  # goto firewall-…: ip saddr != { ranges } drop
+            jp += 1
+            r += 1
+            lk += 1
+            fp = chain_port[fwc]
+            inside, q = _range_lookup(fw_lo, fw_hi, fw_ptr[fp], fw_ptr[fp + 1], s)
+            pb += q
+            done = not inside
+        if not done:
+            # nat-prerouting: jump services; rule 1 vmap @service-ips
+            r += 2
             jp += 1
             lk += 1
-        # nat-prerouting -> services
-        r += 2
-        jp += 1
-        lk += 1
-        c, q = _rhash_lookup(si_h, si_n, si_k, si_v, si_w, si_s, a, pr, p)
-        pb += q
-        is_loc = _is_local(local, a)
-        if c < 0:
-            r += 1
-            if is_loc:
-                lk += 1
-                c, q = _rhash_lookup(sn_h, sn_n, sn_k, sn_v, sn_w, sn_s, pr, p, 0)
-                pb += q
-        if c >= 0:
-            jp += 1
-            if chain_kind[c] == CH_EXTERNAL:
-                r += 3  # jump mark-for-masquerade (+ its rule), goto service chain
-                jp += 2
-                masq = True
-                c = svc_chain[chain_port[c]]
-            sp = chain_port[c]
-            if masq_rule:
+            c, q = _rhash_lookup(si_h, si_n, si_k, si_v, si_w, si_s, a, pr, p)
+            pb += q
+            is_loc = _is_local(local, a)
+            if c < 0:  # rule 2: fib daddr type local ... vmap @service-nodeports
                 r += 1
-                if (saddr[k] & pod_mask) != pod_net:
+                if is_loc:
+                    lk += 1
+                    c, q = _rhash_lookup(sn_h, sn_n, sn_k, sn_v, sn_w, sn_s, pr, p, 0)
+                    pb += q
+            if c >= 0:
+                jp += 1  # goto the map's chain
+                if chain_kind[c] == CH_EXTERNAL:
+                    r += 3  # jump mark-for-masquerade (+ its rule), goto service chain
+                    jp += 2
+                    masq = True
+                    c = svc_chain[chain_port[c]]
+                sp = chain_port[c]
+                if masq_rule:
+                    r += 1
+                    if (s & pod_mask) != pod_net:
+                        r += 1
+                        jp += 1
+                        masq = True
+                nep = ng_eptr[sp + 1] - ng_eptr[sp]
+                now = times[k]
+                v = -1
+                if port_aff[sp]:
+                    # one rule per endpoint: ip saddr @affinity-<ep> goto endpoint-<ep>
+                    for j in range(nep):
+                        sid = ng_eptr[sp] + j
+                        r += 1
+                        lk += 1
+                        hit, q = _aff_find(a_nb, a_reg, bpool, el_addr, el_time, el_next, a_cnt,
+                                           sid, aff_seed[sid], s, now, port_timeout[sp])
+                        pb += q
+                        if hit >= 0:
+                            v = j
+                            break
+                if v < 0:
+                    # numgen random mod N vmap {...}
+                    r += 1
+                    lk += 1
+                    v = (np.random.randint(0, 2**32) * nep) >> 32
+                    nb = ng_bptr[sp + 1] - ng_bptr[sp]
+                    i = ng_head[ng_bptr[sp]
+                                + ((_jhash_nwords(v, 0, 0, 1, ng_seed[sp]) * nb) >> 32)]
+                    pb += 1
+                    while i >= 0:
+                        pb += 1
+                        if i - ng_eptr[sp] == v:
+                            break
+                        i = ng_next[i]
+                jp += 1  # goto endpoint-…
+                e = ep_of_port[sp] + v
+                dest[k] = e
+                r += 1  # ip saddr <ep> jump mark-for-masquerade (hairpin)
+                if s == ep_ip[e]:
                     r += 1
                     jp += 1
                     masq = True
-            nep = ng_eptr[sp + 1] - ng_eptr[sp]
-            now = times[k]
-            v = -1
-            if port_aff[sp]:
-                # one rule per endpoint: ip saddr @affinity-<ep> goto endpoint-<ep>
-                for j in range(nep):
-                    sid = ng_eptr[sp] + j
+                if port_aff[sp]:
+                    sid = ng_eptr[sp] + v
                     r += 1
                     lk += 1
-                    hit, q = _aff_find(a_nb, a_reg, bpool, el_addr, el_time, el_next, a_cnt,
-                                       sid, aff_seed[sid], saddr[k], now, port_timeout[sp])
+                    q, n_el, top = _aff_update(a_nb, a_reg, a_cnt, bpool, top, el_addr, el_time,
+                                               el_next, n_el, sid, aff_seed[sid], s, now,
+                                               port_timeout[sp])
                     pb += q
-                    if hit >= 0:
-                        v = j
-                        break
-            if v < 0:
-                # numgen random mod N vmap {...}
-                r += 1
-                lk += 1
-                v = (np.random.randint(0, 2**32) * nep) >> 32
-                nb = ng_bptr[sp + 1] - ng_bptr[sp]
-                i = ng_head[ng_bptr[sp] + ((_jhash_nwords(v, 0, 0, 1, ng_seed[sp]) * nb) >> 32)]
-                pb += 1
-                while i >= 0:
-                    pb += 1
-                    if i - ng_eptr[sp] == v:
-                        break
-                    i = ng_next[i]
-            jp += 1
-            dest[k] = ep_of_port[sp] + v
-            r += 2  # endpoint chain: hairpin masquerade check, dnat
-            if port_aff[sp]:
-                sid = ng_eptr[sp] + v
-                r += 1
-                lk += 1
-                q, n_el, top = _aff_update(a_nb, a_reg, a_cnt, bpool, top, el_addr, el_time,
-                                           el_next, n_el, sid, aff_seed[sid], saddr[k], now,
-                                           port_timeout[sp])
-                pb += q
-            is_loc = False
-        # filter input (local) / forward (routed): endpoint and cluster-IP checks
-        r += 2
-        jp += 1
-        lk += 1
-        _, q = _rhash_lookup(ne_h, ne_n, ne_k, ne_v, ne_w, ne_s, a, pr, p)
-        pb += q
-        if is_loc:
-            r += 2
-            jp += 1
-            lk += 1
-            _, q = _rhash_lookup(nn_h, nn_n, nn_k, nn_v, nn_w, nn_s, pr, p, 0)
-            pb += q
-        else:
-            r += 3  # jump cluster-ips-check; its 2 rules (cluster-ips set, service CIDR)
-            jp += 1
-            lk += 1
-            _, q = _rhash_lookup(ci_h, ci_n, ci_k, ci_v, ci_w, ci_s, a, 0, 0)
-            pb += q
-            # nat-postrouting -> masquerading
-            r += 2
-            jp += 1
-            if masq:
+                r += 1  # dnat to ep:port
+                a = ep_ip[e]
+                p = port_target[sp]
+                is_loc = _is_local(local, a)
+            if is_loc:
+                # filter-input: jump nodeport-endpoints-check, jump service-endpoints-check
                 r += 2
+                jp += 1
+                lk += 1
+                ne, q = _rhash_lookup(nn_h, nn_n, nn_k, nn_v, nn_w, nn_s, pr, p, 0)
+                pb += q
+                done = ne >= 0
+                if not done:
+                    r += 2
+                    jp += 1
+                    lk += 1
+                    ne, q = _rhash_lookup(ne_h, ne_n, ne_k, ne_v, ne_w, ne_s, a, pr, p)
+                    pb += q
+                    done = ne >= 0
+                if done:  # goto reject-chain: reject
+                    r += 1
+                    jp += 1
+            else:
+                # filter-forward: jump service-endpoints-check, jump cluster-ips-check
+                r += 2
+                jp += 1
+                lk += 1
+                ne, q = _rhash_lookup(ne_h, ne_n, ne_k, ne_v, ne_w, ne_s, a, pr, p)
+                pb += q
+                if ne >= 0:  # goto reject-chain: reject
+                    r += 1
+                    jp += 1
+                    done = True
+                if not done:
+                    r += 2  # jump cluster-ips-check; ip daddr @cluster-ips reject
+                    jp += 1
+                    lk += 1
+                    hit, q = _rhash_lookup(ci_h, ci_n, ci_k, ci_v, ci_w, ci_s, a, 0, 0)
+                    pb += q
+                    done = hit >= 0
+                    if not done:
+                        r += 1  # ip daddr { service CIDR } drop
+                        done = (a & svc_mask) == svc_net
+                if not done:
+                    # nat-postrouting: jump masquerading; mark & 0x4000 == 0 return
+                    r += 2
+                    jp += 1
+                    if masq:
+                        r += 2  # mark xor, masquerade fully-random
+        if done:
+            dest[k] = -1
+            dropped[k] = True
         rules[k] = r
         jumps[k] = jp
         lookups[k] = lk
         probes[k] = pb
-    return rules, jumps, lookups, probes, dest
+    return rules, jumps, lookups, probes, dest, dropped
 
 
 def first_packets(tables: NftTables, saddr, daddr, dport, proto, seed: int,
@@ -555,11 +662,11 @@ def first_packets(tables: NftTables, saddr, daddr, dport, proto, seed: int,
     """Count the work of the first packet of each connection in nftables mode.
 
     Returns per-packet int64 arrays ``rules``, ``jumps`` (jump/goto), ``lookups`` (set and
-    verdict-map lookups), ``probes`` (hash probes inside them) and ``dest`` (endpoint index or
-    -1). The numgen draw uses ``seed``. ``times`` (float seconds, non-decreasing; default all
-    0) are the packets' arrival times, used by the ClientIP affinity sets' timeouts. Endpoint-chain
-    probes happen after DNAT, so the filter checks look up the pre-DNAT key (a documented
-    simplification; they miss either way).
+    verdict-map lookups), ``probes`` (hash probes inside them), ``dest`` (endpoint index or
+    -1) and bool ``dropped`` (firewall drop, reject of a Service without endpoints or of an
+    unserved ClusterIP port, service-CIDR drop). The numgen draw uses ``seed``. ``times``
+    (float seconds, non-decreasing; default all 0) are the packets' arrival times, used by the
+    ClientIP affinity sets' timeouts. The filter hooks after nat see the DNATed address and port.
     """
     arrs = [np.ascontiguousarray(x, dtype=np.int64) for x in (saddr, daddr, dport, proto)]
     if any(x.shape != arrs[0].shape or x.ndim != 1 for x in arrs):
@@ -574,10 +681,12 @@ def first_packets(tables: NftTables, saddr, daddr, dport, proto, seed: int,
         *t.firewall_ips.args(), *t.no_endpoint_services.args(),
         *t.no_endpoint_nodeports.args(), *t.cluster_ips.args(), t.chain_kind, t.chain_port,
         t.svc_chain, t.ng_bptr, t.ng_eptr, t.ng_seed, t.ng_head, t.ng_next, t.ep_of_port,
-        t.port_affinity, t.port_timeout, t.aff_seed, tm, t.local_addrs, t.pod_net, t.pod_mask,
+        t.ep_ip, t.port_target, t.fw_ptr, t.fw_lo, t.fw_hi, t.port_affinity, t.port_timeout,
+        t.aff_seed, tm, t.local_addrs, t.pod_net, t.pod_mask, t.svc_net, t.svc_mask,
         masquerade_rule,
     )
-    return dict(zip(("rules", "jumps", "lookups", "probes", "dest"), out, strict=True))
+    return dict(zip(("rules", "jumps", "lookups", "probes", "dest", "dropped"), out,
+                    strict=True))
 
 
 @njit(cache=True)

@@ -9,7 +9,8 @@ through conntrack (and the IPVS connection table in ipvs mode). The cost model
 (kernels.costmodel, overridable by ``kpbench run --calibration``) prices the counts.
 
 ``first_packet_ops`` = rules evaluated (iptables, userspace); set/map lookups + rules evaluated
-(nftables); hash probes (service table, connection table, ipsets) + rules evaluated (ipvs).
++ hash probes inside the lookups (nftables); hash probes (service table, connection table,
+ipsets) + rules evaluated (ipvs).
 
 Cluster: every Service is of type NodePort (so the same cluster serves all traffic classes);
 above 63,500 Services a fraction 63,500/Services are (a node has 64,512 ports in 1024-65535) — the
@@ -45,7 +46,7 @@ WIDE_RANGE = (1024, 65535)
 OPS_DEFINITION = {
     "iptables": "rules evaluated",
     "userspace": "rules evaluated",
-    "nftables": "lookups + rules evaluated",
+    "nftables": "lookups + rules evaluated + hash probes",
     "ipvs": "hash probes + rules evaluated",
 }
 
@@ -294,7 +295,7 @@ def run_point(params: dict, seed: int, calibration: dict) -> dict:
         reply_a = np.where(hit, cluster.ep_ip[d].astype(np.int64), dst)
         reply_p = np.where(hit, cluster.port_target[np.maximum(pk.port, 0)].astype(np.int64),
                            dport)
-        ops = (r["lookups"] + r["rules"]).astype(np.float64)
+        ops = (r["lookups"] + r["rules"] + r["probes"]).astype(np.float64)
         rules_total, chains_total = tables.rules_total, tables.chains_total
         mem = (tables.rules_total * cm.NFT_RULE_BYTES + tables.chains_total * cm.NFT_CHAIN_BYTES
                + tables.elements_total * cm.NFT_ELEM_BYTES

@@ -98,3 +98,21 @@ def test_report_on_a_small_grid(tmp_path):
     slopes = rep.headline.dropna(subset=["slope_ops"])
     ipt = slopes[(slopes["mode"] == "iptables") & (slopes["traffic"] == "miss")]
     assert ipt["slope_ops"].iloc[0] == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("kind_name", ["scaling", "sync"])
+def test_endpoint_total_bounded_by_pod_cidr(kind_name):
+    """services x endpoints_per_service beyond the default pod CIDR (/10: 4,194,302 pod IPs)
+    is refused by the check, before any worker calls build_cluster (which would raise)."""
+    from harness.kinds import sync as sync_kind
+
+    kind = scaling.KIND if kind_name == "scaling" else sync_kind.KIND
+    base = {pp.name: pp.default for pp in kind.params}
+    ok = {**base, "services": 4_194_302, "endpoints_per_service": 1}
+    assert kind.check(ok) is None or kind.check(ok)[0] != "endpoints_per_service"
+    assert kind.check({**base, "services": 10_000, "endpoints_per_service": 1000}) == (
+        "endpoints_per_service", "services × endpoints_per_service ≤ 4,194,302 (pod CIDR /10)")
+    assert kind.check({**base, "services": 4_194_303, "endpoints_per_service": 1})[0] == \
+        "endpoints_per_service"
+    with pytest.raises(ValueError, match="pod_cidr"):
+        build_cluster(1, 4_194_303)

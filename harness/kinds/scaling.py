@@ -24,6 +24,7 @@ points that differ only in traffic, popularity or seed compile once.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 
 import numpy as np
@@ -34,10 +35,16 @@ from kernels import costmodel as cm
 from kernels import ipvs
 from kernels import nftables as nft
 from kernels import userspace as us
-from kernels.cluster import build_cluster, port_service
+from kernels.cluster import build_cluster, parse_cidr, port_service
 from kernels.costmodel import CostModel
 from kernels.traffic import make_packets
 
+_POD_CIDR = inspect.signature(build_cluster).parameters["pod_cidr"].default
+MAX_ENDPOINTS = parse_cidr(_POD_CIDR)[2] - 2
+"""Endpoints that fit kernels.cluster's default pod CIDR (build_cluster raises beyond)."""
+ENDPOINTS_BOUND = ("endpoints_per_service",
+                   f"services × endpoints_per_service ≤ {MAX_ENDPOINTS:,} "
+                   f"(pod CIDR /{_POD_CIDR.split('/')[1]})")
 MODES = ("userspace", "iptables", "ipvs", "nftables")
 TRAFFIC = ("clusterip", "nodeport", "miss")
 NODEPORT_CAP = 63_500
@@ -98,6 +105,8 @@ def _nodeport_plan(p: dict) -> tuple[float, tuple[int, int]]:
 
 
 def check(p: dict) -> tuple[str, str] | None:
+    if p["services"] * p["endpoints_per_service"] > MAX_ENDPOINTS:
+        return ENDPOINTS_BOUND
     _buckets, cmax = _conntrack_sizes(p)
     if p["live_connections"] > cmax:
         return ("live_connections", f"at most nf_conntrack_max = {cmax} (raise conntrack_max)")

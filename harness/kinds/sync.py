@@ -11,6 +11,7 @@ Cost parameters come from ``kernels.sync.COST_DEFAULTS``, overridden by the cali
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 
@@ -20,7 +21,14 @@ import pandas as pd
 from harness.errors import UserError
 from harness.kind import Kind, Param, Report
 from kernels import sync as K
-from kernels.cluster import build_cluster
+from kernels.cluster import build_cluster, parse_cidr
+
+_POD_CIDR = inspect.signature(build_cluster).parameters["pod_cidr"].default
+MAX_ENDPOINTS = parse_cidr(_POD_CIDR)[2] - 2
+"""Endpoints that fit kernels.cluster's default pod CIDR (build_cluster raises beyond)."""
+ENDPOINTS_BOUND = ("endpoints_per_service",
+                   f"services × endpoints_per_service ≤ {MAX_ENDPOINTS:,} "
+                   f"(pod CIDR /{_POD_CIDR.split('/')[1]})")
 
 PARAMS = (
     Param("mode", str, "iptables", "kube-proxy mode (iptables = iptables-legacy)", choices=K.MODES),
@@ -71,6 +79,8 @@ def _costs(calibration: dict) -> dict[str, float]:
 
 
 def _check(p: dict) -> tuple[str, str] | None:
+    if p["services"] * p["endpoints_per_service"] > MAX_ENDPOINTS:
+        return ENDPOINTS_BOUND
     if p["max_interval_s"] < p["min_sync_period_s"]:
         return "max_interval_s", f">= min_sync_period_s ({p['min_sync_period_s']})"
     if p["change_rate"] * p["horizon_s"] > MAX_CHANGES:

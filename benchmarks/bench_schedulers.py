@@ -70,12 +70,12 @@ def test_decisions(benchmark, record_info, warm_jit, name, n):
     st = _state(name, n)
     svc, caddr, cport, daddr = _inputs(k)
     out = np.empty(k, dtype=np.int64)
-    warm_jit(S._schedule_batch, st, svc, caddr, cport, daddr, out)
+    warm_jit(S._schedule_batch, st, svc, caddr, cport, daddr, out, False)
     assert (out >= 0).all()
     S.reset_work(st)
-    S._schedule_batch(st, svc, caddr, cport, daddr, out)
+    S._schedule_batch(st, svc, caddr, cport, daddr, out, False)
     work = S.schedule_work(st)
-    benchmark(S._schedule_batch, st, svc, caddr, cport, daddr, out)
+    benchmark(S._schedule_batch, st, svc, caddr, cport, daddr, out, False)
     naive = _naive_rate(name, n, 2000 if n == 10 else 200)
     best = benchmark.stats.stats.min
     record_info(

@@ -31,10 +31,13 @@ Call protocol (all njit, callable from numba code or Python)
 available") -> ``bind(st, d)`` (new conn counted in inactconns, overload set per u_threshold,
 spec A.3) -> ``set_active(st, d)`` when the TCP handshake completes (ESTABLISHED) /
 ``set_inactive(st, d)`` when it leaves ESTABLISHED -> ``unbind(st, d, was_active)`` at expiry
-(counter decrement, overload cleared per l/u threshold). Configuration: ``add_dest`` (head insert,
-scheduler add hook), ``remove_dest`` (unlink, del hook), ``set_weight`` / ``set_thresholds``
-(upd hook). Validating Python wrappers: :func:`add_dests`, :func:`remove_dests`,
-:func:`update_weight`, :func:`update_thresholds`, :func:`schedule_batch`.
+(counter decrement, overload cleared per l/u threshold). Each call from another njit function
+passes the state as ~350 flattened arguments (~70 ns); hot loops can use the same operations
+inlined at numba-IR level instead: ``schedule_inl``, ``bind_inl``, ``set_active_inl``,
+``set_inactive_inl``, ``unbind_inl`` (identical semantics, longer compile). Configuration:
+``add_dest`` (head insert, scheduler add hook), ``remove_dest`` (unlink, del hook),
+``set_weight`` / ``set_thresholds`` (upd hook). Validating Python wrappers: :func:`add_dests`,
+:func:`remove_dests`, :func:`update_weight`, :func:`update_thresholds`, :func:`schedule_batch`.
 
 Hashes: dh/sh/lblc multiply by 2654435761 with 32-bit wrap (spec A.6, A.7, A.9); mh uses the
 kernel's ``hsiphash`` as built on 64-bit kernels: SipHash-1-3 over one 32-bit little-endian word
@@ -113,6 +116,9 @@ _hot = njit(cache=True, _nrt=False)
 """Decision-path kernels: compiled without numba's reference counting. They never allocate,
 and without NRT a call does not incref/decref the ~50 arrays of the state tuple (which costs
 microseconds per call and would dominate every decision)."""
+_hot_inline = njit(cache=True, _nrt=False, inline="always")
+"""Helpers of the decision path, inlined at numba-IR level into their callers: a call that
+passes the state tuple flattens ~50 arrays into ~350 arguments (tens of ns per call)."""
 
 _M32 = np.uint64(0xFFFFFFFF)
 _SM_GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -193,13 +199,13 @@ def _next_u64(rng):
     return z ^ (z >> np.uint64(31))
 
 
-@_hot
+@_hot_inline
 def _rand_u32(st):
     st.work[WORK_RANDOM] += 1
     return np.int64(_next_u64(st.rng) >> np.uint64(32))
 
 
-@_hot
+@_hot_inline
 def _mul_hash(x, offset, mask):
     """(offset + x * 2654435761) & mask with 32-bit wrap (spec A.6, A.7, A.9)."""
     x = np.uint64(x) & _M32
@@ -207,12 +213,12 @@ def _mul_hash(x, offset, mask):
     return np.int64(h & np.uint64(mask))
 
 
-@_hot
+@_hot_inline
 def _rotl(x, b):
     return (x << np.uint64(b)) | (x >> np.uint64(64 - b))
 
 
-@_hot
+@_hot_inline
 def _sipround(v0, v1, v2, v3):
     v0 += v1
     v1 = _rotl(v1, 13)
@@ -252,21 +258,21 @@ def hsiphash_u32(value, k0, k1):
     return np.int64((v0 ^ v1 ^ v2 ^ v3) & _M32)
 
 
-@_hot
+@_hot_inline
 def _mh_hashkey(addr, port, key, offset):
     """ip_vs_mh_hashkey: hsiphash of v = offset + port + addr (u32 wrap), key = {key, key}."""
     v = (np.int64(offset) + np.int64(port) + np.int64(addr)) & 0xFFFFFFFF
     return hsiphash_u32(v, key, key)
 
 
-@_hot
+@_hot_inline
 def _gcd(a, b):
     while b != 0:
         a, b = b, a % b
     return a
 
 
-@_hot
+@_hot_inline
 def _fls(x):
     n = 0
     while x > 0:
@@ -279,18 +285,18 @@ def _fls(x):
 # eligibility helpers
 
 
-@_hot
+@_hot_inline
 def _overloaded(st, d):
     return (st.flags[d] & DEST_F_OVERLOAD) != 0
 
 
-@_hot
+@_hot_inline
 def _overhead(st, d):
     """ip_vs_dest_conn_overhead = activeconns * 256 + inactconns (spec A.3)."""
     return st.activeconns[d] * 256 + st.inactconns[d]
 
 
-@_hot
+@_hot_inline
 def _hash_unavailable(st, d):
     """sh/mh ``is_unavailable``: weight <= 0 or OVERLOAD (spec A.7, A.8)."""
     return st.weight[d] <= 0 or (st.flags[d] & DEST_F_OVERLOAD) != 0
@@ -300,7 +306,7 @@ def _hash_unavailable(st, d):
 # list schedulers (spec A.4, A.5)
 
 
-@_hot
+@_hot_inline
 def _sched_rr(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -331,7 +337,7 @@ def _sched_rr(st, s):
     return st.dests[base + found]
 
 
-@_hot
+@_hot_inline
 def _sched_wrr(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -379,7 +385,7 @@ def _sched_wrr(st, s):
     return result
 
 
-@_hot
+@_hot_inline
 def _sched_lc(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -397,7 +403,7 @@ def _sched_lc(st, s):
     return least
 
 
-@_hot
+@_hot_inline
 def _wlc_pick(st, s, sed):
     """wlc (sed=False, overhead 256A+I) / sed (sed=True, overhead A+1); lblc/lblcr fallback."""
     base = s * st.params[P_MAX_DESTS]
@@ -426,7 +432,7 @@ def _wlc_pick(st, s, sed):
     return least
 
 
-@_hot
+@_hot_inline
 def _sched_nq(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -449,7 +455,7 @@ def _sched_nq(st, s):
     return least
 
 
-@_hot
+@_hot_inline
 def _sched_fo(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -464,7 +470,7 @@ def _sched_fo(st, s):
     return best
 
 
-@_hot
+@_hot_inline
 def _sched_ovf(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -480,7 +486,7 @@ def _sched_ovf(st, s):
     return best
 
 
-@_hot
+@_hot_inline
 def _sched_twos(st, s):
     base = s * st.params[P_MAX_DESTS]
     n = st.n_dests[s]
@@ -534,7 +540,7 @@ def _sched_twos(st, s):
 # hashing schedulers (spec A.6-A.8)
 
 
-@_hot
+@_hot_inline
 def _sched_dh(st, s, daddr):
     off = st.tab_off[s]
     size = st.tab_size[s]
@@ -549,7 +555,7 @@ def _sched_dh(st, s, daddr):
     return d
 
 
-@_hot
+@_hot_inline
 def _sched_sh(st, s, caddr, cport):
     off = st.tab_off[s]
     size = st.tab_size[s]
@@ -581,7 +587,7 @@ def _sched_sh(st, s, caddr, cport):
     return -1
 
 
-@_hot
+@_hot_inline
 def _sched_mh(st, s, caddr, cport):
     off = st.tab_off[s]
     size = st.tab_size[s]
@@ -611,7 +617,7 @@ def _sched_mh(st, s, caddr, cport):
     return -1
 
 
-@_hot
+@_hot_inline
 def _dh_reassign(st, s):
     """ip_vs_dh_reassign: bucket i <- i-th dest cycling through list order (spec A.6)."""
     base = s * st.params[P_MAX_DESTS]
@@ -622,7 +628,7 @@ def _dh_reassign(st, s):
     st.work[WORK_REBUILD] += st.tab_size[s]
 
 
-@_hot
+@_hot_inline
 def _sh_reassign(st, s):
     """ip_vs_sh_reassign: each dest takes max(weight, 1) consecutive buckets, cycling (A.7)."""
     base = s * st.params[P_MAX_DESTS]
@@ -728,7 +734,7 @@ def _mh_reassign(st, s):
 # other dataplanes (spec B.1, B.3/C.2, B.4)
 
 
-@_hot
+@_hot_inline
 def _compile_endpoints(st, s):
     """Endpoint list of the statistic / numgen / userspace rules: weight > 0, list order."""
     base = s * st.params[P_MAX_DESTS]
@@ -745,7 +751,7 @@ def _compile_endpoints(st, s):
     st.work[WORK_REBUILD] += k
 
 
-@_hot
+@_hot_inline
 def _shuffle_endpoints(st, s):
     """Fisher-Yates shuffle of the compiled list (userspace ShuffleStrings), index reset."""
     off = st.tab_off[s]
@@ -758,7 +764,7 @@ def _shuffle_endpoints(st, s):
     st.us_index[s] = 0
 
 
-@_hot
+@_hot_inline
 def _sched_statistic(st, s):
     n = st.tab_len[s]
     if n == 0:
@@ -772,7 +778,7 @@ def _sched_statistic(st, s):
     return st.table[off + n - 1]
 
 
-@_hot
+@_hot_inline
 def _sched_numgen(st, s):
     n = st.tab_len[s]
     if n == 0:
@@ -782,7 +788,7 @@ def _sched_numgen(st, s):
     return st.table[st.tab_off[s] + ((r * n) >> 32)]
 
 
-@_hot
+@_hot_inline
 def _sched_userspace(st, s):
     n = st.tab_len[s]
     if n == 0:
@@ -797,7 +803,7 @@ def _sched_userspace(st, s):
 # lblc / lblcr (spec A.9)
 
 
-@_hot
+@_hot_inline
 def _lb_is_overloaded(st, s, d):
     """Scheduler-local is_overloaded: A > weight and some dest has 2A < weight."""
     if st.activeconns[d] > st.weight[d]:
@@ -810,13 +816,13 @@ def _lb_is_overloaded(st, s, d):
     return False
 
 
-@_hot
+@_hot_inline
 def _lb_bucket(st, s, daddr):
     st.work[WORK_HASHES] += 1
     return st.lb_off[s] + _mul_hash(daddr, 0, (1 << st.params[P_LB_BITS]) - 1)
 
 
-@_hot
+@_hot_inline
 def _lb_get(st, s, daddr):
     e = st.lb_head[_lb_bucket(st, s, daddr)]
     while e >= 0:
@@ -827,7 +833,7 @@ def _lb_get(st, s, daddr):
     return -1
 
 
-@_hot
+@_hot_inline
 def _lb_new_entry(st, s, daddr):
     """Allocate an entry hashed at its bucket head; -1 when the pool is full (kmalloc fail)."""
     e = st.lb_free[s]
@@ -845,7 +851,7 @@ def _lb_new_entry(st, s, daddr):
     return e
 
 
-@_hot
+@_hot_inline
 def _lb_free_entry(st, s, b, e):
     prev = -1
     x = st.lb_head[b]
@@ -863,7 +869,7 @@ def _lb_free_entry(st, s, b, e):
     st.lb_count[s] -= 1
 
 
-@_hot
+@_hot_inline
 def _sched_lblc(st, s, daddr):
     e = _lb_get(st, s, daddr)
     if e >= 0:
@@ -882,7 +888,7 @@ def _sched_lblc(st, s, daddr):
     return d
 
 
-@_hot
+@_hot_inline
 def _set_insert(st, e, d, check):
     so = st.le_setoff[e]
     n = st.le_setn[e]
@@ -898,7 +904,7 @@ def _set_insert(st, e, d, check):
     st.le_lastmod[e] = st.now[0]
 
 
-@_hot
+@_hot_inline
 def _set_erase(st, e, d):
     so = st.le_setoff[e]
     n = st.le_setn[e]
@@ -911,7 +917,7 @@ def _set_erase(st, e, d):
             return
 
 
-@_hot
+@_hot_inline
 def _set_min(st, e):
     so = st.le_setoff[e]
     n = st.le_setn[e]
@@ -942,7 +948,7 @@ def _set_min(st, e):
     return least
 
 
-@_hot
+@_hot_inline
 def _set_max(st, e):
     so = st.le_setoff[e]
     n = st.le_setn[e]
@@ -968,7 +974,7 @@ def _set_max(st, e):
     return most
 
 
-@_hot
+@_hot_inline
 def _sched_lblcr(st, s, daddr):
     e = _lb_get(st, s, daddr)
     if e >= 0:
@@ -1044,12 +1050,9 @@ def lblc_check_expire(st, s):
 # public njit operations
 
 
-@_hot
-def schedule(st, s, caddr, cport, daddr):
-    """Pick a destination for a new connection of Service ``s`` (spec A.4-A.9, B.1, B.3, B.4).
-
-    caddr/cport: client address (host-order u32) and source port (sh/mh); daddr: the packet's
-    destination address (dh, lblc, lblcr). Returns a global dest id or -1 (no destination)."""
+@_hot_inline
+def _schedule_impl(st, s, caddr, cport, daddr):
+    """Body of :func:`schedule` (inlined into batch loops)."""
     k = st.sched[s]
     st.work[WORK_DECISIONS] += 1
     if k == RR:
@@ -1092,6 +1095,15 @@ def schedule(st, s, caddr, cport, daddr):
 
 
 @_hot
+def schedule(st, s, caddr, cport, daddr):
+    """Pick a destination for a new connection of Service ``s`` (spec A.4-A.9, B.1, B.3, B.4).
+
+    caddr/cport: client address (host-order u32) and source port (sh/mh); daddr: the packet's
+    destination address (dh, lblc, lblcr). Returns a global dest id or -1 (no destination)."""
+    return _schedule_impl(st, s, caddr, cport, daddr)
+
+
+@_hot_inline
 def _wrr_dest_changed(st, s):
     """ip_vs_wrr_dest_changed (spec A.5)."""
     base = s * st.params[P_MAX_DESTS]
@@ -1257,10 +1269,8 @@ def set_thresholds(st, s, d, u, lo):
     _dest_changed(st, s, False)
 
 
-@_hot
-def bind(st, d):
-    """ip_vs_bind_dest for a new non-template conn: inactconns++, OVERLOAD when u_threshold
-    != 0 and active + inactive >= u_threshold (spec A.3)."""
+@_hot_inline
+def _bind_impl(st, d):
     st.inactconns[d] += 1
     u = st.u_threshold[d]
     if u != 0 and st.activeconns[d] + st.inactconns[d] >= u:
@@ -1268,20 +1278,37 @@ def bind(st, d):
 
 
 @_hot
-def set_active(st, d):
-    """TCP state became ESTABLISHED: inactconns--, activeconns++ (spec A.3)."""
+def bind(st, d):
+    """ip_vs_bind_dest for a new non-template conn: inactconns++, OVERLOAD when u_threshold
+    != 0 and active + inactive >= u_threshold (spec A.3)."""
+    _bind_impl(st, d)
+
+
+@_hot_inline
+def _set_active_impl(st, d):
     st.inactconns[d] -= 1
     st.activeconns[d] += 1
 
 
 @_hot
-def set_inactive(st, d):
-    """TCP state left ESTABLISHED: activeconns--, inactconns++ (spec A.3)."""
+def set_active(st, d):
+    """TCP state became ESTABLISHED: inactconns--, activeconns++ (spec A.3)."""
+    _set_active_impl(st, d)
+
+
+@_hot_inline
+def _set_inactive_impl(st, d):
     st.activeconns[d] -= 1
     st.inactconns[d] += 1
 
 
 @_hot
+def set_inactive(st, d):
+    """TCP state left ESTABLISHED: activeconns--, inactconns++ (spec A.3)."""
+    _set_inactive_impl(st, d)
+
+
+@_hot_inline
 def _clear_overload(st, d):
     total = st.activeconns[d] + st.inactconns[d]
     if st.l_threshold[d] != 0:
@@ -1294,15 +1321,20 @@ def _clear_overload(st, d):
         st.flags[d] &= ~DEST_F_OVERLOAD
 
 
-@_hot
-def unbind(st, d, was_active):
-    """ip_vs_unbind_dest at conn expiry: decrement the matching counter, clear OVERLOAD below
-    l_threshold, else below 3/4 of u_threshold, else always (spec A.3)."""
+@_hot_inline
+def _unbind_impl(st, d, was_active):
     if was_active:
         st.activeconns[d] -= 1
     else:
         st.inactconns[d] -= 1
     _clear_overload(st, d)
+
+
+@_hot
+def unbind(st, d, was_active):
+    """ip_vs_unbind_dest at conn expiry: decrement the matching counter, clear OVERLOAD below
+    l_threshold, else below 3/4 of u_threshold, else always (spec A.3)."""
+    _unbind_impl(st, d, was_active)
 
 
 @_hot
@@ -1322,18 +1354,20 @@ def unbind_template(st, d):
 
 
 @_hot
-def _schedule_batch(st, svc, caddr, cport, daddr, out):
+def _schedule_batch(st, svc, caddr, cport, daddr, out, do_bind):
+    """K decisions in one call (the scheduler body is inlined: no per-decision call)."""
     for i in range(svc.shape[0]):
-        out[i] = schedule(st, svc[i], caddr[i], cport[i], daddr[i])
-
-
-@_hot
-def _schedule_bind_batch(st, svc, caddr, cport, daddr, out):
-    for i in range(svc.shape[0]):
-        d = schedule(st, svc[i], caddr[i], cport[i], daddr[i])
+        d = _schedule_impl(st, svc[i], caddr[i], cport[i], daddr[i])
         out[i] = d
-        if d >= 0:
-            bind(st, d)
+        if do_bind and d >= 0:
+            _bind_impl(st, d)
+
+
+schedule_inl = _schedule_impl
+bind_inl = _bind_impl
+set_active_inl = _set_active_impl
+set_inactive_inl = _set_inactive_impl
+unbind_inl = _unbind_impl
 
 
 @njit(cache=True)
@@ -1629,8 +1663,7 @@ def schedule_batch(st: SchedState, svc, caddr=0, cport=0, daddr=0, *, bind_conns
             raise UserError(f"schedulers: {nm}: expected values in [0, {hi}]")
         arrs.append(a)
     out = np.empty(n, dtype=np.int64)
-    fn = _schedule_bind_batch if bind_conns else _schedule_batch
-    fn(st, svc, arrs[0], arrs[1], arrs[2], out)
+    _schedule_batch(st, svc, arrs[0], arrs[1], arrs[2], out, bool(bind_conns))
     return out
 
 

@@ -116,3 +116,25 @@ def test_endpoint_total_bounded_by_pod_cidr(kind_name):
         "endpoints_per_service"
     with pytest.raises(ValueError, match="pod_cidr"):
         build_cluster(1, 4_194_303)
+
+
+@pytest.mark.parametrize("sched, flags", [("mh", 0x10), ("rr", 0)])
+def test_scheduler_state_gets_point_seed_and_kube_proxy_flags(monkeypatch, sched, flags):
+    """Spec A.8 / B.2: kube-proxy creates mh services with flag 0x10 (mh-port); the scheduler
+    PRNG is seeded from the point seed, not a constant."""
+    from kernels import schedulers as sc
+
+    seen = []
+    real = sc.new_state
+
+    def spy(*args, **kw):
+        seen.append((args, kw))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(sc, "new_state", spy)
+    p = {"mode": "ipvs", "services": 20, "endpoints_per_service": 3, "packets": 50,
+         "established_packets": 20, "live_connections": 20, "scheduler": sched}
+    scaling.run_point(p, 11, {})
+    scaling.run_point(p, 12, {})
+    assert [a[3] for a, _ in seen] == [flags, flags]
+    assert [kw["seed"] for _, kw in seen] == [18, 19]

@@ -173,12 +173,17 @@ def _compiled(p: dict, cluster):
 
 
 # ------------------------------------------------------------------------------ per mode
-def _sched_steps(p: dict, tables, cluster, vs_hit, pk) -> np.ndarray:
+def _sched_steps(p: dict, tables, cluster, vs_hit, pk, seed: int) -> np.ndarray:
     """Scheduler work per scheduled packet, counted by kernels.schedulers on a sample.
 
     The virtual servers hit by the first packets (up to 64, the most frequent) get their real
-    destinations in a scheduler state; their packets are scheduled in order and the
+    destinations in a scheduler state (PRNG seeded from the point seed; ``mh`` with kube-proxy's
+    flag 0x10, mh-port, spec A.8 / B.2); their packets are scheduled in order and the
     destinations examined (``scanned`` work) divided by decisions gives the steps per decision.
+    Every scheduled packet is given that sample MEAN (not its own count): ``sched_steps_mean``
+    is exact for the sample, but per-packet percentiles (``first_packet_ns_p99``) do not see
+    the spread of scheduler work. The endpoint the ipvs model DNATs to is still its own round
+    robin (kernels.ipvs docstring), not this scheduler's choice.
     """
     from kernels import schedulers as sc
 
@@ -189,7 +194,8 @@ def _sched_steps(p: dict, tables, cluster, vs_hit, pk) -> np.ndarray:
     uniq, counts = np.unique(vs_hit[hit], return_counts=True)
     top = uniq[np.argsort(-counts, kind="stable")[:64]]
     sizes = np.diff(cluster.ep_ptr)[tables.vs_service[top]]
-    st = sc.new_state(top.shape[0], max(int(sizes.max()), 1), p["scheduler"], seed=0)
+    flags = sc.SVC_F_SCHED2 if p["scheduler"] == "mh" else 0
+    st = sc.new_state(top.shape[0], max(int(sizes.max()), 1), p["scheduler"], flags, seed=seed)
     for i, v in enumerate(top):
         s = tables.vs_service[v]
         eps = cluster.ep_ip[cluster.ep_ptr[s]:cluster.ep_ptr[s + 1]].astype(np.int64)
@@ -264,7 +270,7 @@ def run_point(params: dict, seed: int, calibration: dict) -> dict:
         conn = ipvs.build_conn_table(tables, p["live_connections"],
                                      conn_bits=p["conn_table_bits"], seed=seed + 4)
         r = ipvs.first_packets(tables, conn, src, sport, dst, dport, proto)
-        sched = _sched_steps(p, tables, cluster, r["vs"], pk)
+        sched = _sched_steps(p, tables, cluster, r["vs"], pk, seed + 7)
         probes = r["set_probes"] + r["svc_probes"] + r["conn_probes"]
         counts.update(rules=r["rules"], matches=r["matches"], jumps=r["jumps"],
                       hash_probes=probes, sched_steps=sched)

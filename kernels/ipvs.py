@@ -29,8 +29,13 @@ What is modelled (spec A.1, A.2, B.2), with every probe counted:
   *raw network-order* values the kernel passes (``(__force u32)addr->ip``): byte-swapped host
   values on little-endian machines (``little_endian``). Chained newest-first. A lookup walks the
   chain comparing cport, vport, caddr, vaddr and protocol (``__ip_vs_conn_in_get``).
-* **Scheduling**: round robin over the Service's destinations, one step per destination
-  examined (all weights are 1, so one step); see ``schedule_steps`` in the results.
+* **Scheduling** (a documented divergence): the endpoint is picked by this module's own round
+  robin over the Service's endpoints in *endpoint order*, starting at index 0, one step per
+  decision, whatever ``scheduler`` the scaling kind names. Real IPVS keeps destinations
+  newest-first (spec A.4: new destinations at the list head) and runs the configured
+  scheduler; the scaling kind counts that scheduler's work separately with kernels.schedulers
+  (``sched_steps``), but its choice does not feed back into the DNAT address here (it only
+  changes which endpoint address the conntrack reply tuple carries).
 * **iptables + ipset constant work** (B.2, C.1): the nat chains kube-proxy's ipvs proxier
   writes are flat rule arrays (:class:`NatRules`, :func:`build_nat_rules`) walked entry by entry
   by :func:`_walk` with a jump stack: PREROUTING → KUBE-SERVICES (``-m set KUBE-LOAD-BALANCER

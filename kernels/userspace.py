@@ -15,11 +15,20 @@ rule's IP match (``-d``/``-p``) is tested; the ``--dport`` extension match only 
 the chain's implicit RETURN entry is not a rule (as kernels.iptables counts). Each chain walk is
 a real loop over rule arrays.
 
-The proxy: per connection ``accept()``, a round-robin pick (``LoadBalancerRR``: index =
-(index + 1) mod n, one step, state kept per service port), ``connect()`` to the endpoint; priced
+The proxy: per connection ``accept()``, a round-robin pick (``LoadBalancerRR``, spec B.4: the
+Service's endpoint list shuffled when endpoints change, index reset to 0, then index = (index +
+1) mod n, one step, state kept per service port; with ``shuffle_seed`` the list of every
+service port is shuffled once by a seeded permutation at the start of the call — one endpoints
+snapshot, so no later reshuffle — and without it endpoint order is kept), ``connect()`` to the
+endpoint; priced
 by the cost model's ``userspace_conn_ns`` and ``context_switch_ns`` (2 wakeups per connection:
 accept, connect completion). Established packets are copied through user space
 (``userspace_kb_ns`` per KB) with one proxy wakeup per packet; see ``CONN_CONTEXT_SWITCHES``.
+
+Left out of spec B.4 (not modelled): ClientIP session affinity (clientIP → endpoint map with a
+TTL in minutes), endpoint changes during a call (and the reshuffle they cause), and the connect
+retry (up to 4 attempts with 250 ms … 2 s dial timeouts, each on the next endpoint): every
+endpoint accepts the first connect.
 """
 
 from __future__ import annotations
@@ -120,9 +129,30 @@ def _nodeports(n_proto, n_dport, pr, port):
 
 
 @njit(cache=True)
+def _shuffled_orders(ep_ptr, port_svc, shuffle, seed):
+    """Per service port: its endpoint offsets, shuffled (seeded) or in order."""
+    counts = np.empty(port_svc.shape[0], dtype=np.int64)
+    for sp in range(port_svc.shape[0]):
+        counts[sp] = ep_ptr[port_svc[sp] + 1] - ep_ptr[port_svc[sp]]
+    ptr = np.zeros(port_svc.shape[0] + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(counts)
+    order = np.empty(ptr[-1], dtype=np.int64)
+    if shuffle:
+        np.random.seed(seed)
+    for sp in range(port_svc.shape[0]):
+        seg = order[ptr[sp]:ptr[sp + 1]]
+        for j in range(seg.shape[0]):
+            seg[j] = j
+        if shuffle:
+            np.random.shuffle(seg)
+    return ptr, order
+
+
+@njit(cache=True)
 def _first_packets(daddr, dport, proto, p_dst, p_proto, p_dport, p_port, n_proto, n_dport,
-                   n_port, ep_ptr, ep_ip, port_svc, local):
+                   n_port, ep_ptr, ep_ip, port_svc, local, shuffle, shuffle_seed):
     n = daddr.shape[0]
+    optr, order = _shuffled_orders(ep_ptr, port_svc, shuffle, shuffle_seed)
     rules = np.zeros(n, dtype=np.int64)
     matches = np.zeros(n, dtype=np.int64)
     jumps = np.zeros(n, dtype=np.int64)
@@ -154,7 +184,7 @@ def _first_packets(daddr, dport, proto, p_dst, p_proto, p_dport, p_port, n_proto
             cnt = ep_ptr[s + 1] - ep_ptr[s]
             if cnt > 0:
                 rr[sp] = (rr[sp] + 1) % cnt
-                e = ep_ptr[s] + rr[sp]
+                e = ep_ptr[s] + order[optr[sp] + rr[sp]]
                 dest[k] = e
                 sched[k] = 1
                 conns[k] = 1
@@ -170,8 +200,12 @@ def _first_packets(daddr, dport, proto, p_dst, p_proto, p_dport, p_port, n_proto
     return rules, matches, jumps, conns, sched, dest
 
 
-def first_packets(rules: UserspaceRules, daddr, dport, proto) -> dict[str, np.ndarray]:
+def first_packets(rules: UserspaceRules, daddr, dport, proto,
+                  shuffle_seed: int | None = None) -> dict[str, np.ndarray]:
     """Per-packet counts for the first packet of each connection in userspace mode.
+
+    ``shuffle_seed``: shuffle every service port's endpoint list with this seed before the
+    round robin starts (LoadBalancerRR's shuffle on an endpoints change); None keeps the order.
 
     Returns int64 arrays ``rules``, ``matches`` (extension matches), ``jumps``, ``conns``
     (connections the proxy accepted and opened: 1, or 0 when no portal matched), ``sched_steps``
@@ -182,6 +216,7 @@ def first_packets(rules: UserspaceRules, daddr, dport, proto) -> dict[str, np.nd
         raise ValueError("packets: expected 1-D arrays of one length")
     u = rules
     out = _first_packets(*arrs, u.p_dst, u.p_proto, u.p_dport, u.p_port, u.n_proto, u.n_dport,
-                         u.n_port, u.ep_ptr, u.ep_ip, u.port_svc, u.local_addrs)
+                         u.n_port, u.ep_ptr, u.ep_ip, u.port_svc, u.local_addrs,
+                         shuffle_seed is not None, int(shuffle_seed or 0))
     return dict(zip(("rules", "matches", "jumps", "conns", "sched_steps", "dest"), out,
                     strict=True))

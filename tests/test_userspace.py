@@ -50,3 +50,24 @@ def test_portal_walk_is_linear_in_service_ports():
     # 1 jump + position + (proxy connect: 2 rules + the whole HOST chain R)
     expected = 1 + (R + 1) / 2 + 2 + R
     assert out["rules"].mean() == pytest.approx(expected, rel=0.01)
+
+
+def test_shuffle_seed_permutes_then_round_robins():
+    """Spec B.4: LoadBalancerRR shuffles the endpoint list, resets the index to 0 and then goes
+    strictly round robin: every cycle of n picks is the same permutation of the n endpoints."""
+    c = build_cluster(3, 9, seed=2)
+    r = us.build_rules(c)
+    pk = make_packets(c, "clusterip", 900, seed=3)
+    plain = us.first_packets(r, pk.dst, pk.dport, pk.proto)
+    orders = []
+    for seed in (5, 6):
+        out = us.first_packets(r, pk.dst, pk.dport, pk.proto, shuffle_seed=seed)
+        again = us.first_packets(r, pk.dst, pk.dport, pk.proto, shuffle_seed=seed)
+        assert np.array_equal(out["dest"], again["dest"])
+        assert np.array_equal(out["rules"], plain["rules"])
+        for p in range(3):
+            d = (out["dest"][pk.port == p] - c.ep_ptr[p]).tolist()
+            assert sorted(d[:9]) == list(range(9))
+            assert all(d[i] == d[i % 9] for i in range(len(d)))
+            orders.append(tuple(d[:9]))
+    assert len(set(orders)) > 1 and any(o != tuple(range(9)) for o in orders)

@@ -318,7 +318,7 @@ def run_point(params: dict, seed: int, calibration: dict) -> dict:
         est = dict(conntrack_probes=est_ct)
         out.update(nft_elements=tables.elements_total)
     else:
-        r = us.first_packets(tables, dst, dport, proto)
+        r = us.first_packets(tables, dst, dport, proto, shuffle_seed=seed + 8)
         counts.update(rules=r["rules"], matches=r["matches"], jumps=r["jumps"],
                       sched_steps=r["sched_steps"], userspace_conns=r["conns"])
         hit = r["dest"] >= 0

@@ -46,7 +46,10 @@ element hint 3 (→ 4 buckets) and doubles while elements > 3/4 of the buckets (
 rule); concatenated keys are padded to 32-bit registers (ipv4 . proto . port = 3 words). The
 anonymous ``numgen`` vmap has a 4-byte key and a known size → **hash_fast**: buckets =
 roundup_pow_of_two(N·4/3), bucket = reciprocal_scale(jhash_1word(key, seed), buckets). Chains
-are newest-first. Probe = bucket head read + one per element compared.
+are newest-first. Probe = bucket head read + one per element compared. Keys are hashed as
+host-order 32-bit words (address, protocol, port as integers); the kernel hashes the packet's
+network-order register bytes, so on a little-endian machine the real bucket of an element
+differs — bucket loads and probe counts have the same distribution, individual buckets do not.
 
 Counts: ``rules`` = rules evaluated (a rule whose first expression fails still counts),
 ``jumps`` = jump/goto (including a vmap's verdict), ``lookups`` = set/map lookups (including

@@ -102,6 +102,7 @@ def test_nft_text_matches_the_model(seed):
     assert text.count("numgen random mod") == int((t.svc_chain >= 0).sum())
 
 
+@pytest.mark.root
 def test_nft_text_loads_in_a_private_namespace():
     """`nft -c -f` (check only) inside `unshare -n`: the host's ruleset is never touched."""
     import shutil

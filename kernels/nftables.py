@@ -490,7 +490,7 @@ def _first_packets(
 ):
     np.random.seed(seed)
     n = saddr.shape[0]
-    nsets = ng_eptr[-1]
+    nsets = ng_eptr[-1] if port_aff.any() else 0  # affinity sets only when some port has them
     a_nb = np.full(nsets, RHASH_MIN_SIZE, dtype=np.int64)
     a_reg = np.full(nsets, -1, dtype=np.int64)
     a_cnt = np.zeros(nsets, dtype=np.int64)

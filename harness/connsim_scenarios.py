@@ -266,15 +266,19 @@ def run_point(p: dict, seed: int, calibration: dict) -> dict:
         d, opt = _disruption(p, seed, backends.addr, n0, changes, wl.client_addr[s0],
                              wl.client_port[s0])
         live = res.stats["live_at_churn"]
+        reset = res.stats["broken"] - res.stats["refused"]
         out.update(
-            disruption_pct=d, optimal_disruption_pct=opt,
-            broken_connections=res.stats["broken"], refused_connections=res.stats["refused"],
-            broken_connections_pct=100.0 * res.stats["broken"] / live if live else 0.0,
+            disruption_pct=d, optimal_disruption_pct=opt, live_at_churn=live,
+            broken_connections=reset, refused_connections=res.stats["refused"],
+            broken_connections_pct=100.0 * reset / live if live else 0.0,
+            refused_connections_pct=100.0 * res.stats["refused"] / max(1, int(np.sum(
+                wl.service == 0))),
             load_series=json.dumps({"bin_s": res.bin_s, "t_change": 0.5 * t_end,
                                     "active": np.round(res.series.T, 3).tolist()}))
     else:
-        out.update(disruption_pct=np.nan, optimal_disruption_pct=np.nan,
-                   broken_connections=0, refused_connections=0, broken_connections_pct=0.0)
+        out.update(disruption_pct=np.nan, optimal_disruption_pct=np.nan, live_at_churn=0,
+                   broken_connections=0, refused_connections=0, broken_connections_pct=0.0,
+                   refused_connections_pct=0.0)
     out["simulated_s"] = t_end
     return out
 

@@ -98,6 +98,7 @@ def _cdfs(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list) -> N
         load = float(sub["load"].max())
         sub = sub[sub["load"] == load]
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
         drawn = 0
         for s in _order(sub):
             q = sub[sub["scheduler"] == s]["latency_quantiles"]
@@ -130,6 +131,7 @@ def _p99(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list) -> No
         nb = _ref(sub["backends"], 10)
         sub = sub[sub["backends"] == nb]
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
         for s in _order(sub):
             g = sub[sub["scheduler"] == s].groupby("load").agg(
                 p99=("latency_p99", "mean"), stable=("stable", "all"))
@@ -172,6 +174,7 @@ def _cost(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list, rows
         if sub[axis].nunique() < 2:
             continue
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
         for s in _order(sub):
             g = sub[sub["scheduler"] == s].groupby(axis)["decision_ns_mean"].median()
             ax.plot(g.index, g.values, marker="o", ms=3, lw=1, label=s)
@@ -190,7 +193,9 @@ def _cost(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list, rows
                                      f"(median over the points), log-log."))
         g = sub.groupby(["scheduler", axis])["decision_ns_mean"].median().unstack()
         lo, hi = g.columns.min(), g.columns.max()
-        growth = (g[hi] / g[lo]).sort_values()
+        growth = (g[hi] / g[lo]).dropna().sort_values()
+        if growth.empty:
+            continue
         findings.append(f"From {int(lo)} to {int(hi)} {axis}, decision cost grows least for "
                         f"{growth.index[0]} (×{growth.iloc[0]:.1f}) and most for "
                         f"{growth.index[-1]} (×{growth.iloc[-1]:.1f}, "
@@ -211,6 +216,11 @@ def report_fairness(df: pd.DataFrame, plots_dir: Path) -> Report:
     _cdfs(df, plots_dir, figures, findings)
     _p99(df, plots_dir, figures, findings)
     _cost(df, plots_dir, figures, findings, cost_rows)
+    drops = df[df["dropped_pct"] > 0].groupby("scheduler")["dropped_pct"].max().sort_values()
+    if not drops.empty:
+        findings.append("Schedulers that answer \"no destination\" (connections dropped, latency "
+                        "counts only served ones): " + ", ".join(
+                            f"{s} up to {v:.1f}%" for s, v in drops[::-1].items()) + ".")
     n_unstable = int((~df["stable"].astype(bool)).sum())
     findings.append(f"{n_unstable} of {len(df)} points are unstable (a backend offered more "
                     f"than it can serve) and carry no latency.")
@@ -235,8 +245,12 @@ def report_churn(df: pd.DataFrame, plots_dir: Path) -> Report:
              "scheduler and scenario; the black line is the optimum k/N."),
             ("broken_connections_pct", "broken_connections.png",
              "live connections broken (%)",
-             "Connections reset or refused per 100 connections live at the removal/crash, by "
-             "scheduler and scenario.")):
+             "Live connections reset by a dying pod per 100 connections live at the "
+             "removal/crash, by scheduler and scenario."),
+            ("refused_connections_pct", "refused_connections.png",
+             "new connections refused (%)",
+             "New connections sent to a dead pod before kube-proxy removed its endpoint, per "
+             "100 connections of the Service, by scheduler and scenario.")):
         fig, axes = plt.subplots(1, len(scen), figsize=(4.6 * len(scen), 3.9), squeeze=False)
         for ax, sc in zip(axes[0], scen, strict=True):
             sub = base[base["scenario"] == sc]
@@ -244,7 +258,7 @@ def report_churn(df: pd.DataFrame, plots_dir: Path) -> Report:
             sub = sub[sub["backends"] == nb]
             g = sub.groupby("scheduler")[[col, "optimal_disruption_pct"]].mean()
             order = [s for s in _order(sub) if s in g.index]
-            ax.bar(order, g.loc[order, col], color="tab:red" if "broken" in col else "tab:blue")
+            ax.bar(order, g.loc[order, col], color="tab:blue" if "disruption" in col else "tab:red")
             if col == "disruption_pct":
                 ax.axhline(float(g["optimal_disruption_pct"].mean()), color="k", lw=1.2,
                            label="optimal")
@@ -267,8 +281,12 @@ def report_churn(df: pd.DataFrame, plots_dir: Path) -> Report:
             f"{sc}: closest to the optimal disruption ({g['optimal_disruption_pct'].mean():.1f}%)"
             f" is {excess.index[0]} ({g.loc[excess.index[0], 'disruption_pct']:.1f}%); "
             f"farthest {excess.index[-1]} ({g.loc[excess.index[-1], 'disruption_pct']:.1f}%); "
-            f"broken connections range {g['broken_connections_pct'].min():.2f}–"
-            f"{g['broken_connections_pct'].max():.2f}% of live ones.")
+            f"live connections broken range {g['broken_connections_pct'].min():.2f}–"
+            f"{g['broken_connections_pct'].max():.2f}%"
+            + (f"; new connections refused by a dead pod: most with "
+               f"{r.idxmax()} ({r.max():.2f}%), fewest with {r.idxmin()} ({r.min():.2f}%)"
+               if (r := sub.groupby("scheduler")["refused_connections_pct"].mean()).max() > 0
+               else "") + ".")
     # per-backend load over time
     for sc in scen:
         sub = base[(base["scenario"] == sc) & base["load_series"].astype(str).str.len().gt(2)]

@@ -6,9 +6,11 @@ backends × load ρ × Services; keepalive connections, churn on Service 0 at mi
 
 Columns: everything the `fairness` kind reports, plus disruption_pct (share of a fixed sample of
 flow keys whose backend changes per backend-set change, mean over the changes),
-optimal_disruption_pct (k/N for k of N removed, k/(N+k) added), broken_connections (connections
-reset by dying pods or refused before kube-proxy removed the endpoint), refused_connections,
-broken_connections_pct (broken per 100 connections live at the removal/crash events) and
+optimal_disruption_pct (k/N for k of N removed, k/(N+k) added), live_at_churn (connections of
+Service 0 live at the removal/crash events, summed), broken_connections (live connections reset
+by dying pods), broken_connections_pct (per 100 of live_at_churn), refused_connections and
+refused_connections_pct (new connections sent to a dead pod before kube-proxy removed its
+endpoint, per 100 connections of Service 0 — lc-family schedulers favour the empty dead pod) and
 load_series (JSON: time-averaged activeconns of Service 0's backends in 48 bins — the report's
 load-over-time plots are drawn from it).
 """

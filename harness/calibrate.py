@@ -169,7 +169,9 @@ class RuleFit:
     """Per-rule cost of one iptables mode (ns).
 
     ``rule_ns``: one slope for every N. Cache-aware model: a rule evaluated in a chain of S
-    bytes costs ``rule_hot_ns + rule_cold_ns * f(S / cache_bytes)``, and the first rules of a
+    bytes costs ``rule_hot_ns + rule_cold_ns * f(S / cache_bytes) + rule_far_ns * f(S /
+    far_bytes)`` (two levels: out of L2, then out of the last-level cache and TLB reach: ~6,
+    ~23 and ~200 ns per rule at 10, 10,000 and 100,000 Services on our VM), and the first rules of a
     walk cost ``warm_ns`` more, fading over ``warm_rules`` rules (W(r) = r0 (1 - exp(-r/r0));
     a short walk does not get the hardware prefetcher going; measured: ~9 ns per rule for a
     10-rule walk vs ~6.5 ns at 1,000-5,000 rules with iptables-legacy on our machine).
@@ -187,13 +189,20 @@ class RuleFit:
     warm_ns: float = 0.0
     warm_ns_se: float = float("nan")
     warm_rules: float = float("nan")
+    rule_far_ns: float = 0.0
+    rule_far_ns_se: float = float("nan")
+    far_bytes: float = float("inf")
 
     def per_rule(self, chain_bytes) -> np.ndarray:
         """Cache-aware ns per rule evaluated when the walked chain holds ``chain_bytes``."""
-        if not math.isfinite(self.cache_bytes):
-            return np.full(np.shape(chain_bytes), self.rule_hot_ns, dtype=np.float64)
-        frac = cache_fraction(chain_bytes, self.cache_bytes, self.cache_k)
-        return self.rule_hot_ns + self.rule_cold_ns * frac
+        out = np.full(np.shape(chain_bytes), self.rule_hot_ns, dtype=np.float64)
+        if math.isfinite(self.cache_bytes):
+            out = out + self.rule_cold_ns * cache_fraction(chain_bytes, self.cache_bytes,
+                                                           self.cache_k)
+        if math.isfinite(self.far_bytes):
+            out = out + self.rule_far_ns * cache_fraction(chain_bytes, self.far_bytes,
+                                                          self.cache_k)
+        return out
 
     def diff_ns(self, drules, chain_bytes, ks_first, ks_pos) -> np.ndarray:
         """Predicted latency difference between two positions (ns)."""
@@ -246,31 +255,41 @@ def fit_rules(drules, dns, dns_se, chain_bytes, ks_first=None, ks_pos=None) -> R
     best = {"rss": math.inf}
     caches = [math.inf]
     if np.unique(chain).size >= 3:
-        # The transition must lie inside the measured range to be identifiable.
-        caches += list(np.logspace(np.log10(chain.min() / 4), np.log10(chain.max()), 81))
+        # A transition must lie inside the measured range to be identifiable.
+        caches += list(np.logspace(np.log10(chain.min() / 4), np.log10(chain.max()), 41))
     warms = [nan] + (list(WARM_GRID) if warm and dr.size >= 4 else [])
-    for c in caches:
-        for k in CACHE_K_GRID if math.isfinite(c) else (nan,):
-            cols = [dr] + ([dr * cache_fraction(chain, c, k)] if math.isfinite(c) else [])
+    levels = [(c1, c2) for c1 in caches for c2 in caches
+              if not math.isfinite(c2) or (math.isfinite(c1) and c2 > 2 * c1)]
+    for c1, c2 in levels:
+        for k in CACHE_K_GRID if math.isfinite(c1) else (nan,):
+            cols = [dr]
+            if math.isfinite(c1):
+                cols.append(dr * cache_fraction(chain, c1, k))
+            if math.isfinite(c2):
+                cols.append(dr * cache_fraction(chain, c2, k))
             for r0 in warms:
                 extra = [warm_walk(kp, r0) - warm_walk(kf, r0)] if math.isfinite(r0) else []
+                # AIC (weighted RSS ~ chi^2): a term must pay for its parameters (cache level:
+                # 3 then 2, warm-up: 2), so sparse or noisy data keep the simpler model.
+                n_par = 1 + 3 * math.isfinite(c1) + 2 * math.isfinite(c2) + 2 * math.isfinite(r0)
+                if n_par >= dr.size:
+                    continue
                 design = np.column_stack(cols + extra) * w[:, None]
-                cf, cse, rss = lstsq_se(design, y * w)
+                cf = np.linalg.lstsq(design, y * w, rcond=None)[0]
+                resid = y * w - design @ cf
+                rss = float(resid @ resid)
                 if (cf < 0).any() or cf[0] == 0:
                     continue
-                if math.isfinite(c) and cf[1] > MAX_COLD_RATIO * cf[0]:
-                    continue
-                # AIC (weighted RSS ~ chi^2): a term must pay for its parameters (cache: 3,
-                # warm-up: 2), so sparse or noisy data keep the simpler model.
-                n_par = 1 + 3 * math.isfinite(c) + 2 * math.isfinite(r0)
-                if n_par >= dr.size:
+                if math.isfinite(c1) and cf[1] > MAX_COLD_RATIO * cf[0]:
                     continue
                 aic = rss + 2 * n_par
                 if aic < best["rss"] - 1e-9:
-                    best = {"rss": aic, "cf": cf, "cse": cse, "c": c, "k": k, "r0": r0}
-    cf, cse = best["cf"], best["cse"]
+                    best = {"rss": aic, "design": design, "c": c1, "c2": c2, "k": k, "r0": r0}
+    cf, cse, _ = lstsq_se(best["design"], y * w)
     cache_on = math.isfinite(best["c"])
-    i_warm = 2 if cache_on else 1
+    far_on = math.isfinite(best["c2"])
+    i_far = 2 if far_on else None
+    i_warm = 1 + cache_on + far_on
     warm_on = math.isfinite(best["r0"])
     return RuleFit(
         rule_ns=single, rule_ns_se=single_se,
@@ -280,7 +299,10 @@ def fit_rules(drules, dns, dns_se, chain_bytes, ks_first=None, ks_pos=None) -> R
         cache_bytes=float(best["c"]), cache_k=float(best["k"]), rows=int(dr.size),
         warm_ns=float(cf[i_warm]) if warm_on else 0.0,
         warm_ns_se=float(cse[i_warm]) if warm_on else nan,
-        warm_rules=float(best["r0"]))
+        warm_rules=float(best["r0"]),
+        rule_far_ns=float(cf[i_far]) if far_on else 0.0,
+        rule_far_ns_se=float(cse[i_far]) if far_on else nan,
+        far_bytes=float(best["c2"]))
 
 
 def fit_line(x, y) -> dict[str, float]:

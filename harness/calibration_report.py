@@ -143,14 +143,16 @@ def write_report(result: dict, folder: Path) -> Path:
     for key, value in costmodel_table(fits).items():
         lines.append(f"| {key} | {_fmt(value, 3)} |")
     lines += ["", "## Per-rule cost (ns per rule evaluated, ± standard error)", "",
-              "| mode | rule_ns (single slope) | hot (in cache) | cold extra | cache (bytes) | k "
-              "| warm-up extra | warm-up rules |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| mode | rule_ns (single slope) | hot (in cache) | cold extra | cache (bytes) "
+              "| far extra | far (bytes) | k | warm-up extra | warm-up rules |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, rf in fits["rules"].items():
         lines.append(f"| {mode} | {_fmt(rf['rule_ns'], 2)} ± {_fmt(rf['rule_ns_se'], 2)} | "
                      f"{_fmt(rf['rule_hot_ns'], 2)} ± {_fmt(rf['rule_hot_ns_se'], 2)} | "
                      f"{_fmt(rf['rule_cold_ns'], 2)} ± {_fmt(rf['rule_cold_ns_se'], 2)} | "
-                     f"{_fmt(rf['cache_bytes'], 0)} | {_fmt(rf['cache_k'], 0)} | "
+                     f"{_fmt(rf['cache_bytes'], 0)} | "
+                     f"{_fmt(rf['rule_far_ns'], 1)} ± {_fmt(rf['rule_far_ns_se'], 1)} | "
+                     f"{_fmt(rf['far_bytes'], 0)} | {_fmt(rf['cache_k'], 0)} | "
                      f"{_fmt(rf['warm_ns'], 2)} ± {_fmt(rf['warm_ns_se'], 2)} | "
                      f"{_fmt(rf['warm_rules'], 0)} |")
     for mode, v in fits["vmap"].items():

@@ -29,13 +29,11 @@ What is modelled (spec A.1, A.2, B.2), with every probe counted:
   *raw network-order* values the kernel passes (``(__force u32)addr->ip``): byte-swapped host
   values on little-endian machines (``little_endian``). Chained newest-first. A lookup walks the
   chain comparing cport, vport, caddr, vaddr and protocol (``__ip_vs_conn_in_get``).
-* **Scheduling** (a documented divergence): the endpoint is picked by this module's own round
-  robin over the Service's endpoints in *endpoint order*, starting at index 0, one step per
-  decision, whatever ``scheduler`` the scaling kind names. Real IPVS keeps destinations
-  newest-first (spec A.4: new destinations at the list head) and runs the configured
-  scheduler; the scaling kind counts that scheduler's work separately with kernels.schedulers
-  (``sched_steps``), but its choice does not feed back into the DNAT address here (it only
-  changes which endpoint address the conntrack reply tuple carries).
+* **Scheduling**: the caller passes ``choice``, the endpoint its scheduler picked per packet
+  (the scaling kind runs kernels.schedulers with the point's ``scheduler``, destinations added
+  in endpoint order so the list is newest-first as in spec A.4, and counts its work). Without
+  ``choice`` a stand-in picks: round robin over the Service's endpoints in endpoint order from
+  index 0, one step per decision (not IPVS' list order).
 * **iptables + ipset constant work** (B.2, C.1): the nat chains kube-proxy's ipvs proxier
   writes are flat rule arrays (:class:`NatRules`, :func:`build_nat_rules`) walked entry by entry
   by :func:`_walk` with a jump stack: PREROUTING → KUBE-SERVICES (``-m set KUBE-LOAD-BALANCER
@@ -944,7 +942,7 @@ def _walk(start_chain, chain_ptr, src_net, src_mask, src_inv, ip_proto, x_kind, 
 
 @njit(cache=True)
 def _first_packets(
-    saddr, sport, daddr, dport, proto, mark,
+    saddr, sport, daddr, dport, proto, mark, choice, use_choice,
     svc_head, svc_next, vs_addr, vs_port, vs_proto, vs_service, vs_target, fold, svc_bits,
     resizable, svc_seed, fwm_head, fwm_next, fwm_mark, ep_ptr, ep_ip, local,
     chain_ptr, src_net, src_mask, src_inv, ip_proto, x_kind, x_arg, x_inv, t_kind, t_arg,
@@ -987,11 +985,15 @@ def _first_packets(
                     vs_hit[k] = v
                     s = vs_service[v]
                     cnt = ep_ptr[s + 1] - ep_ptr[s]
-                    if cnt > 0:
+                    if use_choice:  # the caller's scheduler decided (-1: no destination)
+                        if choice[k] >= 0:
+                            dest[k] = choice[k]
+                    elif cnt > 0:
                         # rr over weight-1 destinations in endpoint order: one step
                         rr[v] = (rr[v] + 1) % cnt
                         dest[k] = ep_ptr[s] + rr[v]
                         sched[k] = 1
+                    if dest[k] >= 0:
                         conn_probes[k] += 1  # ip_vs_conn_new: hash + insert at bucket head
                         routed = True
             if routed:  # nat POSTROUTING sees the packet after IPVS' DNAT
@@ -1024,8 +1026,14 @@ def first_packets(
     dport: np.ndarray,
     proto: np.ndarray,
     mark: np.ndarray | None = None,
+    choice: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Count the work of the first packet of each new connection in ipvs mode.
+
+    ``choice`` (optional, int64 per packet): the endpoint index a scheduler picked for packets
+    that hit a virtual server (-1 = no destination available, the packet is not forwarded);
+    scheduler work is then the caller's and ``sched_steps`` is 0. Without it the module's own
+    round robin picks (module docstring).
 
     Returns per-packet int64 arrays: ``rules`` (nat entries evaluated by :func:`_walk` in
     PREROUTING and, for routed or IPVS-forwarded packets, POSTROUTING), ``matches`` (extension
@@ -1038,11 +1046,16 @@ def first_packets(
     if any(x.shape != (n,) for x in arrs):
         raise ValueError("packets: expected 1-D arrays of one length")
     mk = np.zeros(n, np.int64) if mark is None else np.ascontiguousarray(mark, dtype=np.int64)
+    ch = np.full(n, -1, np.int64) if choice is None else np.ascontiguousarray(choice,
+                                                                             dtype=np.int64)
+    if ch.shape != (n,):
+        raise ValueError("choice: expected one endpoint index (or -1) per packet")
     t = tables
     out = _first_packets(
-        *arrs, mk, t.svc_head, t.svc_next, t.vs_addr, t.vs_port, t.vs_proto, t.vs_service,
-        t.vs_target, t.fold, t.svc_bits, t.resizable, t.svc_seed, t.fwm_head, t.fwm_next,
-        t.fwm_mark, t.ep_ptr, t.ep_ip, t.local_addrs, *t.nat.args(), *t.sets.args(),
+        *arrs, mk, ch, choice is not None, t.svc_head, t.svc_next, t.vs_addr, t.vs_port,
+        t.vs_proto, t.vs_service, t.vs_target, t.fold, t.svc_bits, t.resizable, t.svc_seed,
+        t.fwm_head, t.fwm_next, t.fwm_mark, t.ep_ptr, t.ep_ip, t.local_addrs, *t.nat.args(),
+        *t.sets.args(),
         conn.head, conn.nxt, conn.caddr, conn.cport, conn.proto, conn.vaddr, conn.vport,
         conn.rnd, conn.fold, conn.bits, conn.little_endian,
     )

@@ -138,3 +138,30 @@ def test_scheduler_state_gets_point_seed_and_kube_proxy_flags(monkeypatch, sched
     scaling.run_point(p, 12, {})
     assert [a[3] for a, _ in seen] == [flags, flags]
     assert [kw["seed"] for _, kw in seen] == [18, 19]
+
+
+def test_ipvs_endpoint_is_the_schedulers_choice():
+    """Item: the ipvs DNAT target is the kernels.schedulers pick for the point's scheduler —
+    rr cycles through all endpoints (newest-first list), sh keeps a client on one endpoint,
+    and the per-packet steps are the scheduler's own counts."""
+    from kernels import ipvs
+    from kernels.traffic import packets
+
+    c = build_cluster(2, 5, seed=1)
+    t = ipvs.build_tables(c)
+    conn = ipvs.build_conn_table(t, 10)
+    base = {pp.name: pp.default for pp in scaling.PARAMS}
+    pk = packets(np.full(40, 0x0A400005), c.svc_cluster_ip[0], int(c.port_port[0]),
+                 sport=40000 + np.arange(40))
+    choice, steps = scaling._schedule({**base, "scheduler": "rr"}, t, c, pk, 3)
+    assert sorted(choice[:5].tolist()) == list(range(5)) and (choice[5:] == choice[:-5]).all()
+    assert (steps >= 1).all()
+    out = ipvs.first_packets(t, conn, pk.src, pk.sport, pk.dst, pk.dport, pk.proto,
+                             choice=choice)
+    assert np.array_equal(out["dest"], choice) and (out["sched_steps"] == 0).all()
+    same_client = packets(np.full(40, 0x0A400005), c.svc_cluster_ip[0], int(c.port_port[0]))
+    sh, _ = scaling._schedule({**base, "scheduler": "sh"}, t, c, same_client, 3)
+    assert (sh == sh[0]).all() and sh[0] >= 0
+    lc, lc_steps = scaling._schedule({**base, "scheduler": "lc"}, t, c, pk, 3)
+    assert (lc_steps == 5).all()  # lc examines every destination
+    assert np.bincount(lc, minlength=5)[:5].tolist() == [8] * 5

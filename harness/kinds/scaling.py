@@ -173,44 +173,72 @@ def _compiled(p: dict, cluster):
 
 
 # ------------------------------------------------------------------------------ per mode
-def _sched_steps(p: dict, tables, cluster, vs_hit, pk, seed: int) -> np.ndarray:
-    """Scheduler work per scheduled packet, counted by kernels.schedulers on a sample.
+PER_PACKET_SCHED_MAX = 20_000
+"""Scheduled packets whose scheduler work is counted one by one; beyond, per chunk mean."""
+SCHED_CHUNK_SLOTS = 1 << 20
+"""Destination slots of one scheduler state (virtual servers × max endpoints)."""
 
-    The virtual servers hit by the first packets (up to 64, the most frequent) get their real
-    destinations in a scheduler state (PRNG seeded from the point seed; ``mh`` with kube-proxy's
-    flag 0x10, mh-port, spec A.8 / B.2); their packets are scheduled in order and the
-    destinations examined (``scanned`` work) divided by decisions gives the steps per decision.
-    Every scheduled packet is given that sample MEAN (not its own count): ``sched_steps_mean``
-    is exact for the sample, but per-packet percentiles (``first_packet_ns_p99``) do not see
-    the spread of scheduler work. The endpoint the ipvs model DNATs to is still its own round
-    robin (kernels.ipvs docstring), not this scheduler's choice.
+
+def _schedule(p: dict, tables, cluster, pk, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """IPVS scheduling of every first packet with kernels.schedulers: (endpoint index or -1,
+    scheduler steps) per packet.
+
+    The virtual servers hit (IPVS service lookup) get their Service's endpoints as destinations
+    (weight 1, added in endpoint order, so the list is newest-first as spec A.4 says), in
+    scheduler states of at most ``SCHED_CHUNK_SLOTS`` slots, PRNG seeded from the point seed;
+    ``mh`` is created with kube-proxy's flag 0x10 (mh-port, spec A.8 / B.2). Packets are
+    scheduled in arrival order and bound (inactconns++, never unbound). Steps = destinations
+    examined (``scanned`` work) by that packet's decision, for the first
+    ``PER_PACKET_SCHED_MAX`` scheduled packets; later ones get their chunk's mean.
     """
     from kernels import schedulers as sc
 
-    steps = np.zeros(vs_hit.shape[0], dtype=np.float64)
-    hit = vs_hit >= 0
-    if not hit.any():
-        return steps
-    uniq, counts = np.unique(vs_hit[hit], return_counts=True)
-    top = uniq[np.argsort(-counts, kind="stable")[:64]]
-    sizes = np.diff(cluster.ep_ptr)[tables.vs_service[top]]
+    n = len(pk)
+    choice = np.full(n, -1, dtype=np.int64)
+    steps = np.zeros(n, dtype=np.float64)
+    src = pk.src.astype(np.int64)
+    sport = pk.sport.astype(np.int64)
+    dst = pk.dst.astype(np.int64)
+    vs, _ = ipvs.service_lookups(tables, dst, pk.dport.astype(np.int64),
+                                 pk.proto.astype(np.int64))
+    hit = np.nonzero(vs >= 0)[0]
+    if hit.size == 0:
+        return choice, steps
+    uniq = np.unique(vs[hit])
+    max_d = max(int(np.diff(cluster.ep_ptr)[tables.vs_service[uniq]].max()), 1)
+    per_state = max(1, SCHED_CHUNK_SLOTS // max_d)
     flags = sc.SVC_F_SCHED2 if p["scheduler"] == "mh" else 0
-    st = sc.new_state(top.shape[0], max(int(sizes.max()), 1), p["scheduler"], flags, seed=seed)
-    for i, v in enumerate(top):
-        s = tables.vs_service[v]
-        eps = cluster.ep_ip[cluster.ep_ptr[s]:cluster.ep_ptr[s + 1]].astype(np.int64)
-        if eps.size:
-            sc.add_dests(st, i, eps, ports=int(tables.vs_target[v]))
-    sel = np.isin(vs_hit, top)
-    local_id = {int(v): i for i, v in enumerate(top)}
-    ids = np.array([local_id[int(v)] for v in vs_hit[sel]], dtype=np.int64)
-    sc.reset_work(st)
-    sc.schedule_batch(st, ids, pk.src[sel].astype(np.int64), pk.sport[sel].astype(np.int64),
-                      pk.dst[sel].astype(np.int64), bind_conns=True)
-    work = sc.schedule_work(st)
-    per = work["scanned"] / max(work["decisions"], 1)
-    steps[hit] = per
-    return steps
+    scanned = sc.WORK_NAMES.index("scanned")
+    budget = PER_PACKET_SCHED_MAX
+    for c0 in range(0, uniq.size, per_state):
+        part = uniq[c0:c0 + per_state]
+        st = sc.new_state(part.size, max_d, p["scheduler"], flags, seed=seed + c0)
+        ep_of_dest = np.full(st.weight.shape[0], -1, dtype=np.int64)
+        for i, v in enumerate(part):
+            s = tables.vs_service[v]
+            a, b = cluster.ep_ptr[s], cluster.ep_ptr[s + 1]
+            if b > a:
+                ids = sc.add_dests(st, i, cluster.ep_ip[a:b].astype(np.int64),
+                                   ports=int(tables.vs_target[v]))
+                ep_of_dest[ids] = np.arange(a, b)
+        sel = hit[np.isin(vs[hit], part)]
+        ids = np.searchsorted(part, vs[sel])
+        one = min(budget, sel.size)
+        for j in range(one):
+            k = sel[j]
+            before = st.work[scanned]
+            d = sc.schedule_batch(st, ids[j:j + 1], src[k], sport[k], dst[k],
+                                  bind_conns=True)[0]
+            steps[k] = st.work[scanned] - before
+            choice[k] = ep_of_dest[d] if d >= 0 else -1
+        budget -= one
+        if one < sel.size:
+            before = st.work[scanned]
+            d = sc.schedule_batch(st, ids[one:], src[sel[one:]], sport[sel[one:]],
+                                  dst[sel[one:]], bind_conns=True)
+            steps[sel[one:]] = (st.work[scanned] - before) / (sel.size - one)
+            choice[sel[one:]] = np.where(d >= 0, ep_of_dest[np.maximum(d, 0)], -1)
+    return choice, steps
 
 
 def run_point(params: dict, seed: int, calibration: dict) -> dict:
@@ -269,8 +297,8 @@ def run_point(params: dict, seed: int, calibration: dict) -> dict:
     elif mode == "ipvs":
         conn = ipvs.build_conn_table(tables, p["live_connections"],
                                      conn_bits=p["conn_table_bits"], seed=seed + 4)
-        r = ipvs.first_packets(tables, conn, src, sport, dst, dport, proto)
-        sched = _sched_steps(p, tables, cluster, r["vs"], pk, seed + 7)
+        choice, sched = _schedule(p, tables, cluster, pk, seed + 7)
+        r = ipvs.first_packets(tables, conn, src, sport, dst, dport, proto, choice=choice)
         probes = r["set_probes"] + r["svc_probes"] + r["conn_probes"]
         counts.update(rules=r["rules"], matches=r["matches"], jumps=r["jumps"],
                       hash_probes=probes, sched_steps=sched)

@@ -287,6 +287,19 @@ def report_churn(df: pd.DataFrame, plots_dir: Path) -> Report:
                f"{r.idxmax()} ({r.max():.2f}%), fewest with {r.idxmin()} ({r.min():.2f}%)"
                if (r := sub.groupby("scheduler")["refused_connections_pct"].mean()).max() > 0
                else "") + ".")
+    drops = base[base["dropped_pct"] > 0].groupby(["scenario", "scheduler"])["dropped_pct"].mean()
+    if not drops.empty:
+        findings.append("New connections answered with \"no destination\" (dropped), mean over "
+                        "points: " + "; ".join(f"{sc} {s} {v:.1f}%" for (sc, s), v in
+                                               drops.sort_values()[::-1].head(8).items())
+                        + " (mh/sh without fallback while a removed real server sits at "
+                        "weight 0 until drained; ovf when every backend has more active "
+                        "connections than its weight).")
+    unstable = base[~base["stable"].astype(bool)].groupby("scheduler").size()
+    if not unstable.empty:
+        findings.append("Unstable churn points (a backend offered more than it can serve): "
+                        + ", ".join(f"{s} {n}" for s, n in unstable.sort_values()[::-1].items())
+                        + f" of {len(base) // max(1, base['scheduler'].nunique())} each.")
     # per-backend load over time
     for sc in scen:
         sub = base[(base["scenario"] == sc) & base["load_series"].astype(str).str.len().gt(2)]

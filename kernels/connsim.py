@@ -400,8 +400,9 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                 b_inact[b] += 1
                 if t >= t_lo and t <= t_hi:
                     b_conns[b] += 1
-                    b_work[b] += c_work[i]
-                    b_work2[b] += c_work[i] * c_work[i]
+                    if b_alive[b]:  # a refused connection brings the pod no work
+                        b_work[b] += c_work[i]
+                        b_work2[b] += c_work[i] * c_work[i]
                 if b_alive[b]:
                     c_state[i] = CS_SYN
                     _fifo_push(ft, fs, fpay, ftail, Q_HANDSHAKE, t + handshake, seq,

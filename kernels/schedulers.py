@@ -48,8 +48,10 @@ kernels use HalfSipHash-1-3 and produce different tables; that variant is not mo
 Deviations / choices (documented): lblc/lblcr bucket hash follows spec A.9 (multiply & mask;
 newer kernels use ``hash_32``, which only changes chain order, i.e. probe counts); lblc
 overwrites an existing cache entry in place (spec A.9 "overwrite/create"); the lblc/lblcr entry
-pool per Service is bounded (``lblc_entries``); a full pool behaves like the kernel's failed
-``kmalloc`` (the chosen dest is used without caching). statistic/numgen/userspace_rr treat
+pool per Service (``lblc_entries``) and each lblcr set (``lblcr_set_size``) are bounded; a
+full pool or set behaves like the kernel's failed ``kmalloc`` (dest used, not cached). A removed
+dest's slot is reused for a different <addr, port> only when no fresh slot is left and its
+counters are zero (its cache references are then dropped). statistic/numgen/userspace_rr treat
 weight 0 as "endpoint not in the rules" and ignore OVERLOAD (those dataplanes have no
 thresholds). The statistic match is ``(random_u32 & 0x7FFFFFFF) < lround(2^31 * p)`` with
 ``p = %0.10f`` of ``1/(n-i)`` (libxt_statistic / xt_statistic; the 10-decimal string is spec B.1).
@@ -104,6 +106,7 @@ WORK_NAMES = ("decisions", "scanned", "probes", "hashes", "random", "failed", "r
 P_MAX_DESTS = 0
 P_LB_BITS = 1
 P_LB_ENTRIES = 2
+P_SET_CAP = 3
 # fparams[] indices (float64)
 F_LBLC_EXPIRATION = 0
 F_LBLCR_EXPIRATION = 1
@@ -180,7 +183,7 @@ class SchedState(NamedTuple):
     le_set: np.ndarray  # int64[...] lblcr members, newest first
     rng: np.ndarray  # uint64[1]
     now: np.ndarray  # float64[1]
-    params: np.ndarray  # int64[3]
+    params: np.ndarray  # int64[4]
     fparams: np.ndarray  # float64[2]
     stat_thr: np.ndarray  # int64[max_dests+1]
     work: np.ndarray  # int64[7]
@@ -897,6 +900,8 @@ def _set_insert(st, e, d, check):
             st.work[WORK_SCANNED] += 1
             if st.le_set[so + i] == d:
                 return
+    if n >= st.params[P_SET_CAP]:
+        return  # kernel: element kmalloc failed -> not inserted
     for i in range(n, 0, -1):
         st.le_set[so + i] = st.le_set[so + i - 1]
     st.le_set[so] = d
@@ -1447,7 +1452,8 @@ def new_state(
     sh_bits: int = 8,
     dh_bits: int = 8,
     lblc_bits: int = 10,
-    lblc_entries: int = 64,
+    lblc_entries: int = 16,
+    lblcr_set_size: int = 32,
     lblc_expiration: float = 86400.0,
     lblcr_expiration: float = 86400.0,
     seed: int = 0,
@@ -1458,7 +1464,10 @@ def new_state(
     (SVC_F_SCHED1 fallback, SVC_F_SCHED2 port) for all or per Service. mh_table_size: a prime
     from :data:`MH_PRIMES` (spec A.8, default 4093); sh_bits 4..20 (spec A.7); dh_bits (spec
     A.6, 8); lblc_bits (spec A.9, 10 -> 1024 buckets); lblc_entries: cache entries per
-    lblc/lblcr Service; expirations in seconds (sysctl default 24 h); seed: PRNG seed."""
+    lblc/lblcr Service (under kube-proxy every packet of a Service carries its VIP, so one entry
+    is used); lblcr_set_size: members per lblcr set (capped at max_dests); a full pool or set
+    behaves like the kernel's failed kmalloc (dest used, not cached); expirations in seconds
+    (sysctl default 24 h); seed: PRNG seed."""
     n_services = _check_int("n_services", n_services, 1)
     max_dests = _check_int("max_dests", max_dests, 1)
     if isinstance(sched, (str, int, np.integer)):
@@ -1482,6 +1491,7 @@ def new_state(
     dh_bits = _check_int("dh_bits", dh_bits, 1, 20)
     lblc_bits = _check_int("lblc_bits", lblc_bits, 1, 20)
     lblc_entries = _check_int("lblc_entries", lblc_entries, 1)
+    set_cap = min(_check_int("lblcr_set_size", lblcr_set_size, 1), max_dests)
     seed = _check_int("seed", seed, 0)
     for nm, v in (("lblc_expiration", lblc_expiration), ("lblcr_expiration", lblcr_expiration)):
         if not (isinstance(v, (int, float)) and v >= 0):
@@ -1518,8 +1528,8 @@ def new_state(
         e0 = lb_eoff[s]
         le_next[e0:e0 + lblc_entries - 1] = np.arange(e0 + 1, e0 + lblc_entries)
         if sched_ids[s] == LBLCR:
-            le_setoff[e0:e0 + lblc_entries] = n_set + np.arange(lblc_entries) * max_dests
-            n_set += lblc_entries * max_dests
+            le_setoff[e0:e0 + lblc_entries] = n_set + np.arange(lblc_entries) * set_cap
+            n_set += lblc_entries * set_cap
 
     st = SchedState(
         addr=np.zeros(D, dtype=np.uint32),
@@ -1569,7 +1579,7 @@ def new_state(
         le_set=np.full(n_set, -1, dtype=np.int64),
         rng=np.array([seed], dtype=np.uint64),
         now=np.zeros(1, dtype=np.float64),
-        params=np.array([max_dests, lblc_bits, lblc_entries], dtype=np.int64),
+        params=np.array([max_dests, lblc_bits, lblc_entries, set_cap], dtype=np.int64),
         fparams=np.array([lblc_expiration, lblcr_expiration], dtype=np.float64),
         stat_thr=statistic_thresholds(max_dests),
         work=np.zeros(len(WORK_NAMES), dtype=np.int64),

@@ -40,7 +40,7 @@ def _run_sequence(sched, flags, seed, n_ops=250):
     """Random configuration changes, counter changes and decisions, applied to both models."""
     rng = np.random.default_rng(seed)
     st = S.new_state(1, 64, sched, flags, mh_table_size=251, sh_bits=6, lblc_entries=3,
-                     lblcr_expiration=50.0, seed=seed)
+                     lblcr_set_size=64, lblcr_expiration=50.0, seed=seed)
     world = World(seed, lb_entries=3, lblcr_expiration=50.0)
     svc = NaiveService(world, sched, flags, mh_m=251, sh_bits=6)
     ids: dict[tuple, int] = {}
@@ -282,6 +282,18 @@ def test_lblc_pool_full_uses_dest_without_caching():
     S.add_dests(st, 0, [1, 2])
     out = S.schedule_batch(st, np.zeros(4, dtype=np.int64), 0, 0, [5, 6, 7, 8])
     assert (out >= 0).all() and st.lb_count[0] == 2
+
+
+def test_lblcr_set_full_skips_insert():
+    """A full lblcr set (lblcr_set_size) skips the insert, as a failed kmalloc does."""
+    st = S.new_state(1, 4, "lblcr", lblcr_set_size=1)
+    a, b = S.add_dests(st, 0, [1, 2])
+    first = S.schedule(st, 0, 0, 0, 9)
+    other = b if first == a else a
+    st.activeconns[first] = 5  # > weight 1, and `other` has 2*0 < 1: is_overloaded
+    assert S.schedule(st, 0, 0, 0, 9) == other
+    e = st.lb_eoff[0]
+    assert st.le_setn[e] == 1 and st.le_set[st.le_setoff[e]] == first
 
 
 def test_revive_from_trash_keeps_counters():

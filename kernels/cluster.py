@@ -165,7 +165,7 @@ def build_cluster(
     local_endpoint_fraction: float = 0.1,
     node_ips: tuple[str, ...] = ("192.168.0.10",),
     service_cidr: str = "10.96.0.0/12",
-    pod_cidr: str = "10.64.0.0/10",
+    pod_cidr: str = "10.128.0.0/10",
     external_cidr: str = "172.16.0.0/12",
     nodeport_range: tuple[int, int] = NODEPORT_RANGE,
     seed: int = 0,

@@ -197,7 +197,7 @@ def build_table(
 ) -> ConntrackTable:
     """A table holding ``connections`` live flows (both tuples each), inserted oldest first.
 
-    Clients are random pod addresses (10.64.0.0/10) and ports 1024..65535, TCP; each flow goes to
+    Clients are random pod addresses (10.128.0.0/10) and ports 1024..65535, TCP; each flow goes to
     a (vip, vport) → (ep, eport) pair drawn uniformly from the given arrays (defaults: one pair).
     ``connections`` above ``max_entries`` (nf_conntrack_max) raises ValueError: the kernel
     would drop new flows ("table full").
@@ -209,11 +209,11 @@ def build_table(
         raise ValueError(f"live_connections: {connections} exceeds nf_conntrack_max {cmax}")
     rng = np.random.default_rng(seed)
     rnd = int(rng.integers(0, 2**32))
-    caddr = 0x0A400000 + rng.integers(1, 1 << 22, size=connections)
+    caddr = 0x0A800000 + rng.integers(1, 1 << 22, size=connections)
     cport = rng.integers(1024, 65536, size=connections)
     if vip is None or len(vip) == 0:
         vip, vport = np.array([0x0A600001]), np.array([80])
-        ep, eport = np.array([0x0A400001]), np.array([8080])
+        ep, eport = np.array([0x0A800001]), np.array([8080])
     pick = rng.integers(0, len(vip), size=connections)
     n2 = 2 * connections
     saddr = np.empty(n2, np.int64)

@@ -555,13 +555,13 @@ def build_conn_table(
     conn_bits: int = CONN_TAB_BITS,
     netns_ptr: int = DEFAULT_NETNS_PTR,
     little_endian: bool = True,
-    client_net: int = 0x0A400000,
+    client_net: int = 0x0A800000,
     client_bits: int = 22,
     seed: int = 0,
 ) -> ConnTable:
     """Fill the connection table with ``live_connections`` random client flows.
 
-    Clients: addresses uniform in ``client_net``/``32-client_bits`` (default 10.64.0.0/10, the
+    Clients: addresses uniform in ``client_net``/``32-client_bits`` (default 10.128.0.0/10, the
     pod CIDR), ports uniform in 1024..65535, TCP, each to a virtual server drawn uniformly
     (or a fixed 10.96.0.1:80 when ``tables`` is None). Duplicated flow keys are allowed.
     """

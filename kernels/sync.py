@@ -95,6 +95,7 @@ import math
 import numpy as np
 from numba import njit
 
+from kernels.ipvs import build_nat_rules as build_ipvs_nat_rules
 from kernels.nftables import BASE_CHAIN_RULES as _NFT_BASE_CHAIN_RULES
 
 MODES = ("iptables", "iptables-nft", "ipvs", "nftables")
@@ -177,9 +178,6 @@ IPT_TOP_FIXED_RULES = 8
 # service-endpoints-check, nodeport-endpoints-check, cluster-ips-check, reject-chain.
 NFT_TOP_CHAINS = len(_NFT_BASE_CHAIN_RULES)
 NFT_TOP_FIXED_RULES = sum(_NFT_BASE_CHAIN_RULES.values())
-# ipvs mode's constant iptables rules (spec B.2: "a constant number of iptables rules") and chains.
-IPVS_TOP_FIXED_RULES = 20
-IPVS_TOP_CHAINS = 7
 
 
 def cost_vector(mode: str, costs: dict[str, float]) -> np.ndarray:
@@ -328,7 +326,11 @@ def sizes_from_counts(
         # ipsets (spec B.2): KUBE-CLUSTER-IP per port, KUBE-LOOP-BACK per endpoint and port,
         # KUBE-EXTERNAL-IP / KUBE-LOAD-BALANCER per IP and port, KUBE-NODE-PORT-* per NodePort.
         sz[:, SZ_ELEMS] = prt * (1 + eps + ext + lbs + has_np)
-        const = np.array([IPVS_TOP_FIXED_RULES, IPVS_TOP_CHAINS, N_ENSURE_NAT], dtype=np.int64)
+        # ipvs mode's constant nat rules and chains (spec B.2), as kernels.ipvs lays them out for
+        # this cluster (rules on empty ipsets are left out, as kube-proxy does); the builtin
+        # PREROUTING and POSTROUTING are not kube-proxy's chains to write.
+        nat = build_ipvs_nat_rules(0, 0, bool(ext.sum()), bool(lbs.sum()), bool(rngs.sum()))
+        const = np.array([nat.rules, nat.chains - 2, N_ENSURE_NAT], dtype=np.int64)
     else:
         ext_chain = ((has_np + ext + lbs) > 0).astype(np.int64)
         fw_chain = (rngs > 0).astype(np.int64)

@@ -60,7 +60,8 @@ def test_notebook_runs_on_a_tiny_run(name, tiny_run, monkeypatch):
     client.execute()  # raises CellExecutionError naming the failing cell
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-    assert f"{tiny_run}: experiment nbtiny, status complete, 8 {name} rows" in text
+    rows = {"scaling": 8, "fairness": 4}[name]  # grid points x 2 repeats
+    assert f"{tiny_run}: experiment nbtiny, status complete, {rows} {name} rows" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # plots were drawn
     assert not any(o.get("output_type") == "error" for o in outputs)
 

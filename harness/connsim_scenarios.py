@@ -34,7 +34,6 @@ import json
 
 import numpy as np
 
-from harness.errors import UserError
 from harness.kind import Param
 from kernels import connsim
 from kernels.metrics import (
@@ -335,9 +334,3 @@ def warmup() -> None:
     for sc in ("equal_short", "restart"):
         p.update(scenario=sc, connections=200, decision_batch=100, disruption_keys=10)
         run_point(p, 1, {})
-
-
-def require(value, allowed, name: str):
-    if value not in allowed:
-        raise UserError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
-    return value

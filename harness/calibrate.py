@@ -169,9 +169,11 @@ class RuleFit:
     """Per-rule cost of one iptables mode (ns).
 
     ``rule_ns``: one slope for every N. Cache-aware model: a rule evaluated in a chain of S
-    bytes costs ``rule_hot_ns + rule_cold_ns * f(S / cache_bytes) + rule_far_ns * f(S /
-    far_bytes)`` (two levels: out of L2, then out of the last-level cache and TLB reach: ~6,
-    ~23 and ~200 ns per rule at 10, 10,000 and 100,000 Services on our VM), and the first rules of a
+    bytes costs ``rule_hot_ns + rule_cold_ns * f(S / cache_bytes)`` (the whole chain outgrows
+    L2), rules past the first ``far_rules`` of a walk cost ``rule_far_ns`` more (the front of
+    the chain, walked by every connection, stays in the last-level cache, the tail does not:
+    at 100,000 Services the mid position costs ~40-155 ns per rule, the last ~120-200), and
+    the first rules of a
     walk cost ``warm_ns`` more, fading over ``warm_rules`` rules (W(r) = r0 (1 - exp(-r/r0));
     a short walk does not get the hardware prefetcher going; measured: ~9 ns per rule for a
     10-rule walk vs ~6.5 ns at 1,000-5,000 rules with iptables-legacy on our machine).
@@ -191,7 +193,7 @@ class RuleFit:
     warm_rules: float = float("nan")
     rule_far_ns: float = 0.0
     rule_far_ns_se: float = float("nan")
-    far_bytes: float = float("inf")
+    far_rules: float = float("inf")
 
     def per_rule(self, chain_bytes) -> np.ndarray:
         """Cache-aware ns per rule evaluated when the walked chain holds ``chain_bytes``."""
@@ -199,9 +201,6 @@ class RuleFit:
         if math.isfinite(self.cache_bytes):
             out = out + self.rule_cold_ns * cache_fraction(chain_bytes, self.cache_bytes,
                                                            self.cache_k)
-        if math.isfinite(self.far_bytes):
-            out = out + self.rule_far_ns * cache_fraction(chain_bytes, self.far_bytes,
-                                                          self.cache_k)
         return out
 
     def diff_ns(self, drules, chain_bytes, ks_first, ks_pos) -> np.ndarray:
@@ -210,7 +209,15 @@ class RuleFit:
         if self.warm_ns > 0 and math.isfinite(self.warm_rules):
             out = out + self.warm_ns * (warm_walk(ks_pos, self.warm_rules)
                                         - warm_walk(ks_first, self.warm_rules))
+        if self.rule_far_ns > 0 and math.isfinite(self.far_rules):
+            out = out + self.rule_far_ns * (beyond(ks_pos, self.far_rules)
+                                            - beyond(ks_first, self.far_rules))
         return out
+
+
+def beyond(rules_walked, prefix: float) -> np.ndarray:
+    """Rules of a walk past the first ``prefix`` rules (the part not held in the LLC)."""
+    return np.maximum(0.0, np.asarray(rules_walked, dtype=np.float64) - prefix)
 
 
 def warm_walk(rules_walked, r0: float) -> np.ndarray:
@@ -256,35 +263,38 @@ def fit_rules(drules, dns, dns_se, chain_bytes, ks_first=None, ks_pos=None) -> R
     caches = [math.inf]
     if np.unique(chain).size >= 3:
         # A transition must lie inside the measured range to be identifiable.
-        caches += list(np.logspace(np.log10(chain.min() / 4), np.log10(chain.max()), 41))
+        caches += list(np.logspace(np.log10(chain.min() / 4), np.log10(chain.max()), 31))
     warms = [nan] + (list(WARM_GRID) if warm and dr.size >= 4 else [])
-    levels = [(c1, c2) for c1 in caches for c2 in caches
-              if not math.isfinite(c2) or (math.isfinite(c1) and c2 > 2 * c1)]
-    for c1, c2 in levels:
+    prefixes = [math.inf]
+    if np.unique(chain).size >= 3 and warm:
+        prefixes += list(np.logspace(2, np.log10(max(kp.max(), 1e3)), 41))
+    for c1 in caches:
         for k in CACHE_K_GRID if math.isfinite(c1) else (nan,):
             cols = [dr]
             if math.isfinite(c1):
                 cols.append(dr * cache_fraction(chain, c1, k))
-            if math.isfinite(c2):
-                cols.append(dr * cache_fraction(chain, c2, k))
-            for r0 in warms:
-                extra = [warm_walk(kp, r0) - warm_walk(kf, r0)] if math.isfinite(r0) else []
-                # AIC (weighted RSS ~ chi^2): a term must pay for its parameters (cache level:
-                # 3 then 2, warm-up: 2), so sparse or noisy data keep the simpler model.
-                n_par = 1 + 3 * math.isfinite(c1) + 2 * math.isfinite(c2) + 2 * math.isfinite(r0)
-                if n_par >= dr.size:
-                    continue
-                design = np.column_stack(cols + extra) * w[:, None]
-                cf = np.linalg.lstsq(design, y * w, rcond=None)[0]
-                resid = y * w - design @ cf
-                rss = float(resid @ resid)
-                if (cf < 0).any() or cf[0] == 0:
-                    continue
-                if math.isfinite(c1) and cf[1] > MAX_COLD_RATIO * cf[0]:
-                    continue
-                aic = rss + 2 * n_par
-                if aic < best["rss"] - 1e-9:
-                    best = {"rss": aic, "design": design, "c": c1, "c2": c2, "k": k, "r0": r0}
+            for c2 in prefixes:
+                far = [beyond(kp, c2) - beyond(kf, c2)] if math.isfinite(c2) else []
+                for r0 in warms:
+                    extra = [warm_walk(kp, r0) - warm_walk(kf, r0)] if math.isfinite(r0) else []
+                    # AIC (weighted RSS ~ chi^2): a term must pay for its parameters (cache:
+                    # 3, LLC prefix: 2, warm-up: 2), so sparse or noisy data keep simpler models.
+                    n_par = (1 + 3 * math.isfinite(c1) + 2 * math.isfinite(c2)
+                             + 2 * math.isfinite(r0))
+                    if n_par >= dr.size:
+                        continue
+                    design = np.column_stack(cols + far + extra) * w[:, None]
+                    cf = np.linalg.lstsq(design, y * w, rcond=None)[0]
+                    resid = y * w - design @ cf
+                    rss = float(resid @ resid)
+                    if (cf < 0).any() or cf[0] == 0:
+                        continue
+                    if math.isfinite(c1) and cf[1] > MAX_COLD_RATIO * cf[0]:
+                        continue
+                    aic = rss + 2 * n_par
+                    if aic < best["rss"] - 1e-9:
+                        best = {"rss": aic, "design": design, "c": c1, "c2": c2, "k": k,
+                                "r0": r0}
     cf, cse, _ = lstsq_se(best["design"], y * w)
     cache_on = math.isfinite(best["c"])
     far_on = math.isfinite(best["c2"])
@@ -302,7 +312,7 @@ def fit_rules(drules, dns, dns_se, chain_bytes, ks_first=None, ks_pos=None) -> R
         warm_rules=float(best["r0"]),
         rule_far_ns=float(cf[i_far]) if far_on else 0.0,
         rule_far_ns_se=float(cse[i_far]) if far_on else nan,
-        far_bytes=float(best["c2"]))
+        far_rules=float(best["c2"]))
 
 
 def fit_line(x, y) -> dict[str, float]:
@@ -314,6 +324,8 @@ def fit_line(x, y) -> dict[str, float]:
 
 def fit_sync(points: list[Point]) -> dict[str, dict[str, float]]:
     """Sync costs per mode, in the units and names of kernels.sync's cost keys (ns).
+
+    Relative (1/y weighted) least squares over these rows:
 
     * iptables-legacy rows: initial load [1, lines, 0], full re-load [1, lines, R], one-Service
       change [1, lines written, R] (legacy restore copies the whole table out and back in, spec
@@ -350,8 +362,11 @@ def fit_sync(points: list[Point]) -> dict[str, dict[str, float]]:
                 y += [p.load_initial_s, change]
         design = np.asarray(rows, dtype=np.float64)
         yy = np.asarray(y, dtype=np.float64) * 1e9
-        ok = np.isfinite(yy)
-        coef, se, _ = lstsq_se(design[ok], yy[ok])
+        ok = np.isfinite(yy) & (yy > 0)
+        # Relative least squares: load times span 4 decades and grow faster than linearly
+        # (libiptc, nft's cache), so absolute residuals would let the largest N set everything.
+        wt = 1.0 / yy[ok]
+        coef, se, _ = lstsq_se(design[ok] * wt[:, None], yy[ok] * wt)
         fit = {"sync_ns_fixed": coef[0], "sync_ns_fixed_se": se[0]}
         if mode == "iptables-legacy":
             fit.update(sync_ns_per_rule_restore=coef[1], sync_ns_per_rule_restore_se=se[1],

@@ -38,11 +38,11 @@ TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "a bo
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """`[report]`: title of report.md, whether `kpbench run` writes it, and an index.html too."""
+    """`[report]`: title of report.md, whether `kpbench run` writes it, and report.html too."""
 
     title: str | None = None
     auto: bool = True
-    html: bool = False
+    html: bool = True
 
 
 @dataclass(frozen=True)

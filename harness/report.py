@@ -6,7 +6,6 @@ others: its section says so and the data stays in points.parquet.
 
 from __future__ import annotations
 
-import html
 import math
 import sys
 from collections.abc import Callable
@@ -97,7 +96,7 @@ def _kind_section(kind: Kind, rep: Report, plots: Path,
 
 
 def write_report(run_dir: str | Path, echo: Callable[[str], None] | None = None) -> Path:
-    """Write plots/ and report.md (and index.html if the config asks) for a run folder."""
+    """Write plots/, report.md and (unless the config says `html = false`) report.html."""
     import json
 
     echo = echo or (lambda line: print(line, file=sys.stderr))
@@ -138,19 +137,8 @@ def write_report(run_dir: str | Path, echo: Callable[[str], None] | None = None)
                       f"![{name}](plots/{name})", ""]
     out = run / "report.md"
     out.write_text("\n".join(lines).rstrip() + "\n")
-    from harness.html_report import write_html  # report.html: self-contained, beside report.md
+    if options.get("html", True):
+        from harness.html_report import write_html  # self-contained, beside report.md
 
-    write_html(run, title, lines)
-    if options.get("html"):
-        _write_html(run, title, lines, figures)
+        write_html(run, title, lines)
     return out
-
-
-def _write_html(run: Path, title: str, lines: list[str], figures: list[tuple[str, str]]) -> None:
-    """A minimal index.html: the report text preformatted, then every figure."""
-    body = "\n".join(html.escape(line) for line in lines)
-    imgs = "\n".join(f"<figure><img src='plots/{html.escape(f)}' style='max-width:100%'>"
-                     f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, f in figures)
-    (run / "index.html").write_text(
-        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<pre style='white-space:pre-wrap'>{body}</pre>\n{imgs}\n")

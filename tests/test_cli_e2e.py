@@ -46,7 +46,7 @@ def tiny_run(toy_kinds, tmp_path, capsys):
 def test_run_folder_contents(tiny_run):
     run, err = tiny_run
     for name in ("config.toml", "resolved.json", "manifest.json", "points.parquet", "report.md",
-                 "index.html"):
+                 "report.html"):
         assert (run / name).is_file(), name
     assert not (run / "journal").exists()  # consolidated and cleaned up once complete
     df = pd.read_parquet(run / "points.parquet")

@@ -70,6 +70,10 @@ def _resume_command(args: argparse.Namespace) -> str:
         parts += ["--out", args.out]
     if args.calibration:
         parts += ["--calibration", args.calibration]
+    if args.executor != "local":
+        parts += ["--executor", args.executor]
+        if getattr(args, "scheduler", None):
+            parts += ["--scheduler", args.scheduler]
     return " ".join(shlex.quote(p) for p in parts) + " --resume"
 
 

@@ -20,12 +20,13 @@ iptables-nft, nftables) and each number of Services N, in a fresh private namesp
 
 What is fitted (numpy lstsq, standard errors from the residual variance):
 
-* ``rule_ns``: ns per rule evaluated, the slope of the last-first (and mid-first) difference
-  against the difference in rules evaluated that kernels.iptables' traversal counts (one slope
-  over all N). Because a long chain no longer fits in the CPU cache, we also fit a cache-aware
-  per-rule cost ``rule_hot_ns + rule_cold_ns * f(R / cache_rules)``, f(x) = x^k / (1 + x^k),
-  with R the KUBE-SERVICES length (profile least squares over cache_rules and k); it is reported
-  in [provenance] since kernels.costmodel has a single ``rule_ns``.
+* ns per rule evaluated from the last-first and mid-first differences against the difference
+  in rules evaluated that kernels.iptables' traversal counts: one slope over all N, and the
+  cache-aware RuleFit (in-cache cost; extra cost once KUBE-SERVICES outgrows L2, f(S/C) =
+  x^k / (1 + x^k) of its bytes S; extra cost of rules past the front of a walk that stays in the
+  last-level cache; extra cost of a walk's first rules), the variant with the lowest AIC. The
+  in-cache cost is [costmodel].rule_ns; the other terms go to [provenance.rules.<mode>] since
+  kernels.costmodel has a single ``rule_ns``.
 * ``base_ns``: intercept of the connect() latency (what a rule-free path costs end to end,
   including the client's syscalls), ``vmap_lookup_ns`` from the bench, sync costs per operation
   as kernels.sync names them (sync_ns_fixed, sync_ns_per_rule_restore, ...; see ``fit_sync``).

@@ -22,15 +22,40 @@ Scenarios (kernels.workload / kernels.connsim do the work):
 Churn scenarios use keepalive connections (as long_lived) so live connections exist to break;
 churn applies to Service 0.
 
-Stability: backend b's offered load ρ_b = (work of the connections bound to it) / (workers ×
-rate × time its pod was alive) over the measurement window. A point is unstable if some backend
-has ρ_b > 1 by more than 4 standard errors (σ estimated from the bound connections' work); then
-latency columns are NaN and ``stable`` is False.
+Stability (``stable``): offered load = (work of the connections bound) / (workers × rate × time
+the pod was alive) over the measurement window; its standard error is √(Σwork²) / Σcapacity
+(compound Poisson). A point is unstable — ``stable`` False, latency columns NaN — if any of:
+  * the configured load ρ ≥ 1 (every Service is offered at least its capacity);
+  * a group fixed in advance, Service × backend capacity class (the fast and the slow half in
+    ``heterogeneous``), has pooled ρ_g > 1 + 4·SE_g (clearly overloaded). Pooling over a group
+    chosen before the run has no selection bias and enough connections to resolve ρ_g;
+  * a group's ρ_g cannot be told below 1 (ρ_g ≥ 1 − 2·SE_g, one-sided) and its unfinished work
+    at the end of the window (``SimResult.backend_backlog``) is at least √(Σwork²), one SE of
+    its offered work: an overloaded queue's backlog grows like (ρ_g − 1)·T. Load-aware
+    schedulers (lc, wlc, lblc…) can hold a slow backend at ρ_b ≈ 1 with a bounded queue (more
+    queued connections → fewer new ones); their backlog stays small and the point stable;
+  * a single backend has ρ_b > 1 + 4·SE_b (overload concentrated on a few backends inside a
+    group, e.g. sh/dh hashing few client or destination addresses; with 1000 backends the
+    largest of 1000 z-scores rarely exceeds 4).
+A backend that receives more work than it can serve is therefore never reported with a latency;
+``max_group_load`` is the largest ρ_g, ``max_backend_load`` the largest (noisy) ρ_b.
+
+Latency warm-up (``latency_warm``): queues start empty, and a queue at load ρ needs about
+1/(1 − √ρ)² mean service times (the M/M/1 relaxation time) to forget that. The point's latency
+is warm when the warm-up share of connections per backend covers that time, i.e.
+warm-up connections / backends ≥ ρ / (1 − √ρ)²; otherwise latency is biased low by the
+start-up transient and the fairness report leaves the point out of latency figures.
+
+``decision_ns_mean`` is a wall-clock measurement (machine-dependent, not a model output): the
+harness times kernels.connsim.decision_batch on copies of the final scheduler state (best of 3,
+JIT warm); ``decision_scanned``/``probes``/``hashes``/``random``/``failed`` are counted by the
+scheduler kernels.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 
@@ -55,6 +80,11 @@ Q_LEVELS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98,
             0.999)
 """Quantile levels stored (as JSON in ``latency_quantiles``) to draw latency CDFs."""
 UNSTABLE_Z = 4.0
+"""Per-backend test: unstable if ρ_b > 1 + UNSTABLE_Z·SE_b."""
+NEAR_ONE_Z = 2.0
+"""Pooled per-group band: ρ_g ≥ 1 − NEAR_ONE_Z·SE_g plus a large backlog is unstable."""
+HASHING_SCHEDULERS = ("dh", "sh", "mh")
+"""Schedulers whose choice is a function of the flow key: ``disruption_pct`` is NaN for others."""
 SERIES_BINS = 48
 SERIES_MAX_BACKENDS = 32
 DISRUPTION_MAX_CHANGES = 16
@@ -256,14 +286,15 @@ def run_point(p: dict, seed: int, calibration: dict) -> dict:
         grace_s=p["grace_s"], detect_s=p["detect_s"], check_interval_s=p["check_interval_s"],
         warmup_frac=p["warmup_frac"], n_bins=SERIES_BINS if churny else 0,
         series_backends=min(per[0], SERIES_MAX_BACKENDS) if churny else 0)
-    out = summarize(res, wl, backends, p["mean_service_s"], svc_pop=pop)
+    out = summarize(res, wl, backends, p["mean_service_s"], svc_pop=pop, offered_load=p["load"])
     k = min(p["decision_batch"], wl.arrival.size)
-    out.update(connsim.decision_cost(res.state, wl.service[:k], wl.client_addr[:k],
-                                     wl.client_port[:k]))
+    out.update(decision_cost(res.state, wl.service[:k], wl.client_addr[:k], wl.client_port[:k]))
     if churny:
         s0 = np.flatnonzero(wl.service == 0)[: p["disruption_keys"]]
         d, opt = _disruption(p, seed, backends.addr, n0, changes, wl.client_addr[s0],
                              wl.client_port[s0])
+        if p["scheduler"] not in HASHING_SCHEDULERS:
+            d = np.nan
         live = res.stats["live_at_churn"]
         reset = res.stats["broken"] - res.stats["refused"]
         out.update(
@@ -282,8 +313,48 @@ def run_point(p: dict, seed: int, calibration: dict) -> dict:
     return out
 
 
-def summarize(res, wl, backends, mean_service_s: float, svc_pop=None) -> dict:
-    """Scalar metrics of a simulation (fairness, stability, latency; module docstring)."""
+def decision_cost(st, svc, caddr, cport, *, repeats: int = 3) -> dict:
+    """Wall-clock ns per scheduling decision (schedule + bind) over ``len(svc)`` decisions on
+    copies of ``st`` (best of ``repeats``; the JIT must be warm) as ``decision_ns_mean``, plus the
+    scheduler's operation counts per decision (kernels.connsim.decision_batch)."""
+    best = np.inf
+    counts: dict = {}
+    for _ in range(max(1, repeats)):
+        s = connsim.copy_state(st)
+        t0 = time.perf_counter_ns()
+        counts = connsim.decision_batch(s, svc, caddr, cport)
+        best = min(best, time.perf_counter_ns() - t0)
+    return {"decision_ns_mean": best / max(len(svc), 1), **counts}
+
+
+def stability(res, backends, offered_load: float | None = None) -> dict:
+    """Stability verdict and loads (module docstring): ``stable``, ``max_group_load``,
+    ``max_backend_load``, and per-used-slot ``rho_b``."""
+    used = res.backend_area[2] > 0
+    cap_rate = (backends.workers * backends.rate)[used]
+    cap_time = cap_rate * res.backend_area[2][used]
+    work, work2 = res.backend_work[used], res.backend_work2[used]
+    rho_b = work / cap_time
+    over_b = rho_b - 1.0 > UNSTABLE_Z * np.sqrt(work2) / cap_time
+    # groups fixed before the run: Service x capacity class
+    key = np.column_stack([backends.service[used].astype(np.float64), cap_rate])
+    grp = np.unique(key, axis=0, return_inverse=True)[1].ravel()
+    g_cap = np.bincount(grp, cap_time)
+    rho_g = np.bincount(grp, work) / g_cap
+    sd_g = np.sqrt(np.bincount(grp, work2))  # SE of the group's offered work (s at rate 1)
+    over_g = rho_g - 1.0 > UNSTABLE_Z * sd_g / g_cap
+    near_g = rho_g >= 1.0 - NEAR_ONE_Z * sd_g / g_cap
+    backlog_g = np.bincount(grp, res.backend_backlog[used])
+    unstable = bool(over_b.any() or over_g.any() or (near_g & (backlog_g >= sd_g)).any()
+                    or (offered_load is not None and offered_load >= 1.0))
+    return {"stable": not unstable, "max_group_load": float(rho_g.max()),
+            "max_backend_load": float(rho_b.max()), "rho_b": rho_b}
+
+
+def summarize(res, wl, backends, mean_service_s: float, svc_pop=None,
+              offered_load: float | None = None) -> dict:
+    """Scalar metrics of a simulation (fairness, stability, latency; module docstring).
+    ``offered_load``: the configured ρ (≥ 1 is unstable whatever was measured)."""
     used = res.backend_area[2] > 0  # slots whose pod was alive in the window
     svc = backends.service[used]
     n_svc = int(backends.service.max()) + 1
@@ -292,10 +363,8 @@ def summarize(res, wl, backends, mean_service_s: float, svc_pop=None) -> dict:
     active = res.backend_area[0][used] / window if window > 0 else counts * 0.0
     x = normalise_by_group(counts, svc, n_svc) if n_svc > 1 else counts
     xa = normalise_by_group(active, svc, n_svc) if n_svc > 1 else active
-    cap_time = (backends.workers * backends.rate)[used] * res.backend_area[2][used]
-    rho_b = res.backend_work[used] / cap_time
-    se_b = np.sqrt(res.backend_work2[used]) / cap_time
-    unstable = bool(np.any((rho_b > 1.0) & (rho_b - 1.0 > UNSTABLE_Z * se_b)))
+    stab = stability(res, backends, offered_load)
+    unstable = not stab["stable"]
     util = res.backend_area[1][used] / (backends.workers[used] * res.backend_area[2][used])
     # latency: requests of completed connections that arrived in the window, in units of the
     # Service's mean service time (mean_service_s / (p_s · S) with per-Service provisioning)
@@ -311,8 +380,10 @@ def summarize(res, wl, backends, mean_service_s: float, svc_pop=None) -> dict:
     out = {
         "jain_index": jain_index(x), "peak_to_mean": peak_to_mean(x), "cov": cov(x),
         "jain_active": jain_index(xa), "peak_to_mean_active": peak_to_mean(xa),
-        "max_backend_load": float(rho_b.max()), "max_utilization": float(util.max()),
-        "stable": not unstable,
+        "max_backend_load": stab["max_backend_load"], "max_group_load": stab["max_group_load"],
+        "max_utilization": float(util.max()), "stable": not unstable,
+        "latency_warm": latency_warm(int(np.searchsorted(wl.arrival, res.t_lo)),
+                                     int(used.sum()), offered_load),
         "dropped_pct": 100.0 * res.stats["dropped"] / n,
         "events": res.stats["events"], "requests": int(lat.size),
     }
@@ -325,6 +396,17 @@ def summarize(res, wl, backends, mean_service_s: float, svc_pop=None) -> dict:
                    latency_quantiles=json.dumps(np.quantile(lat, Q_LEVELS).round(5).tolist()))
     out.update(latency_p50=q[0], latency_p90=q[1], latency_p99=q[2], latency_p999=q[3])
     return out
+
+
+def latency_warm(n_warm: int, n_backends: int, offered_load: float | None) -> bool:
+    """True when the warm-up connections per backend cover the M/M/1 relaxation time at the
+    configured load: n_warm / backends ≥ ρ / (1 − √ρ)² (module docstring)."""
+    if offered_load is None:
+        return True
+    if offered_load >= 1.0:
+        return False
+    need = offered_load / (1.0 - np.sqrt(offered_load)) ** 2
+    return bool(n_warm / max(n_backends, 1) >= need)
 
 
 def warmup() -> None:

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections import namedtuple
 
 import numpy as np
@@ -276,6 +275,7 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
     c_t_req = np.zeros(n)  # time the current request was issued
     c_first = np.zeros(n)  # time the first request was issued
     c_wait = np.zeros(n)
+    c_tdone = np.zeros(n)  # completion time of the request in service
     c_sojourn = np.full(n, np.nan)
     c_qnext = np.full(n, -1, np.int64)
     req_resp = np.full(n_req, np.nan)
@@ -293,6 +293,8 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
     b_conns = np.zeros(nb, np.int64)  # connections bound in the window
     b_work = np.zeros(nb)  # work of the connections bound in the window (offered load)
     b_work2 = np.zeros(nb)
+    b_backlog = np.zeros(nb)  # unfinished work at t_hi (queued + rest of the one in service)
+    snapped = False
     last = np.zeros(nb)
     area = np.zeros((3, nb))  # time integrals of activeconns, busy workers, pod alive
     bin_area = np.zeros(max(n_series, 1))
@@ -367,6 +369,10 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                     src = q
         if src < 0:
             break
+        if not snapped and bt > t_hi:
+            _backlog(t_hi, n, c_state, c_phase, c_backend, c_tdone, c_req, c_qnext, req_size,
+                     be_rate, b_qhead, b_backlog)
+            snapped = True
         if src == N_FIFO:
             t, payload, hn = _heap_pop(ht, hs, hp, hn)
         else:
@@ -449,10 +455,10 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                              bin_area, n_series)
                     b_busy[b] += 1
                     c_phase[i] = PH_SERVICE
+                    c_tdone[i] = t + req_size[r] / be_rate[b]
                     if hn == ht.shape[0]:
                         ht, hs, hp = _heap_grow(ht, hs, hp)
-                    hn = _heap_push(ht, hs, hp, hn, t + req_size[r] / be_rate[b],
-                                                seq, i * N_EV + EV_DONE)
+                    hn = _heap_push(ht, hs, hp, hn, c_tdone[i], seq, i * N_EV + EV_DONE)
                     seq += 1
                 else:
                     c_phase[i] = PH_QUEUED
@@ -478,10 +484,10 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                         b_qtail[b] = -1
                     c_phase[j] = PH_SERVICE
                     c_wait[j] += t - c_t_req[j]
+                    c_tdone[j] = t + req_size[c_req[j]] / be_rate[b]
                     if hn == ht.shape[0]:
                         ht, hs, hp = _heap_grow(ht, hs, hp)
-                    hn = _heap_push(ht, hs, hp, hn, t + req_size[c_req[j]] / be_rate[b], seq,
-                                    j * N_EV + EV_DONE)
+                    hn = _heap_push(ht, hs, hp, hn, c_tdone[j], seq, j * N_EV + EV_DONE)
                     seq += 1
                 else:
                     _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi,
@@ -621,10 +627,29 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                 log_kind[n_log] = kind
                 log_id[n_log] = x
                 n_log += 1
+    if not snapped:
+        _backlog(t_hi, n, c_state, c_phase, c_backend, c_tdone, c_req, c_qnext, req_size,
+                 be_rate, b_qhead, b_backlog)
     for b in range(nb):
         _advance(b, t_hi, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area, 0)
     return (c_backend, c_state, c_wait, c_sojourn, req_resp, b_conns, area, b_work, b_work2,
-            series, stats, log_t[:n_log], log_kind[:n_log], log_id[:n_log])
+            series, stats, log_t[:n_log], log_kind[:n_log], log_id[:n_log], b_backlog)
+
+
+@njit(cache=True)
+def _backlog(t, n, c_state, c_phase, c_backend, c_tdone, c_req, c_qnext, req_size, be_rate,
+             b_qhead, out):
+    """Unfinished work (s at rate 1) per backend at time t: the rest of each request in service
+    plus the sizes of the queued ones."""
+    for i in range(n):
+        if c_state[i] == CS_EST and c_phase[i] == PH_SERVICE:
+            b = c_backend[i]
+            out[b] += (c_tdone[i] - t) * be_rate[b]
+    for b in range(out.shape[0]):
+        j = b_qhead[b]
+        while j >= 0:
+            out[b] += req_size[c_req[j]]
+            j = c_qnext[j]
 
 
 @njit(cache=True)
@@ -687,7 +712,8 @@ Churn.__doc__ = "Churn events: time float64[E] (s), kind int64[E] (CH_*), backen
 SimResult = namedtuple(
     "SimResult",
     "conn_backend conn_state conn_wait conn_sojourn req_resp backend_conns backend_area "
-    "backend_work backend_work2 series stats log_t log_kind log_id t_lo t_hi bin_s state",
+    "backend_work backend_work2 series stats log_t log_kind log_id t_lo t_hi bin_s state "
+    "backend_backlog",
 )
 SimResult.__doc__ = """Simulation output.
 
@@ -699,7 +725,9 @@ window: backend_conns, backend_area[3, B] (∫activeconns, ∫busy workers, ∫p
 backend_work / backend_work2 (Σ and Σ² of the work of bound connections); series[bins, k]
 time-averaged activeconns of the first k slots per bin of bin_s seconds; stats: dict of counts
 (events, broken, refused, dropped, live_at_churn, events_<kind>); log_*: the first log_cap
-processed events (time, EV_* kind, id); t_lo, t_hi: the window; state: the final SchedState.
+processed events (time, EV_* kind, id); t_lo, t_hi: the window; state: the final SchedState;
+backend_backlog float64[B]: unfinished work at t_hi (s at rate 1: queued requests' sizes plus the
+rest of those in service), which grows like (ρ_b − 1)·T on an overloaded backend.
 """
 
 EV_NAMES = ("arrival", "handshake", "issue", "done", "expire", "churn", "check", "kill",
@@ -813,14 +841,14 @@ def simulate(
                     np.asarray(churn.kind, dtype=np.int64),
                     np.asarray(churn.backend, dtype=np.int64), fp, ip)
     (c_backend, c_state, c_wait, c_sojourn, req_resp, b_conns, area, b_work, b_work2, series,
-     st_arr, log_t, log_kind, log_id) = out
+     st_arr, log_t, log_kind, log_id, backlog) = out
     stats = {"events": int(st_arr[0]), "broken": int(st_arr[1]), "refused": int(st_arr[2]),
              "dropped": int(st_arr[3]), "live_at_churn": int(st_arr[4])}
     for k, name in enumerate(EV_NAMES):
         stats[f"events_{name}"] = int(st_arr[8 + k])
     return SimResult(c_backend, c_state, c_wait, c_sojourn, req_resp, b_conns, area, b_work,
                      b_work2, series[:n_bins, :ip[1]], stats, log_t, log_kind, log_id, t_lo,
-                     t_hi, bin_s, st)
+                     t_hi, bin_s, st, backlog)
 
 
 def copy_state(st):
@@ -834,12 +862,24 @@ def key_disruption(scheduler: str, before_addrs, change: str, addrs, caddr, cpor
     """Backends chosen for a fixed sample of flow keys before and after one backend-set change
     (issue 5 metrics; validation case 11).
 
-    A fresh single-Service scheduler state gets ``before_addrs`` added in order (so the last is
-    the list head); each key (caddr[i], cport[i]) is scheduled once and bound, as a new
-    connection would be. The same is repeated on a copy of the state after ``change``
-    ("add": ``addrs`` added; "remove": ``addrs`` removed — a full table rebuild where the
-    scheduler does one), with the PRNG restarted from ``seed``. Returns (before, after) arrays
-    of backend addresses (-1 = no destination)."""
+    A fresh single-Service scheduler state (PRNG seeded from ``seed``) gets ``before_addrs``
+    added in order (so the last is the list head); it is then copied, and each key
+    (caddr[i], cport[i]) is scheduled once and bound on the original, as a new connection would
+    be. The same keys are scheduled on the copy after ``change`` ("add": ``addrs`` added;
+    "remove": ``addrs`` unlinked — a full table rebuild where the scheduler does one). Both
+    runs start from the same PRNG state (the one after the initial adds, before any key).
+
+    "remove" is the end state of a removal: the real server is unlinked at once. kube-proxy's
+    graceful termination (spec B.2) first sets its weight to 0 for a while; during that drain
+    mh and sh (no fallback flag) answer "no destination" for the removed server's keys
+    instead of moving them, and dh/mh keep the table (mh uses last_weight, spec A.8). The
+    simulator (:func:`simulate`) models the drain; this function measures where keys land
+    once the server is gone.
+
+    Meaningful as "keys moved" only for the hashing schedulers (dh, sh, mh): for every other
+    scheduler the backend of a key depends on the order the keys are scheduled in and on the
+    counters they leave behind (rr position, least-connection counts, random draws), not on
+    the key. Returns (before, after) arrays of backend addresses (-1 = no destination)."""
     if change not in ("add", "remove"):
         raise UserError(f"connsim: change: expected add or remove, got {change!r}")
     if sched_flags is None:
@@ -863,25 +903,16 @@ def key_disruption(scheduler: str, before_addrs, change: str, addrs, caddr, cpor
     return out[0], out[1]
 
 
-def decision_cost(st, svc, caddr, cport, *, repeats: int = 3) -> dict:
-    """Time ``len(svc)`` scheduling decisions (schedule + bind, as on a new connection) on
-    copies of the state ``st``; returns ns per decision (best of ``repeats``, so the JIT must
-    be warm) and the scheduler's operation counts per decision (destinations scanned, table
-    probes, hashes, random draws; kernels.schedulers WORK_*)."""
+def decision_batch(st, svc, caddr, cport) -> dict:
+    """Schedule ``len(svc)`` new connections (schedule + bind, as on a connection's first packet)
+    on the state ``st`` (mutated: pass a :func:`copy_state`) and return the scheduler's
+    operation counts per decision (destinations scanned, table probes, hashes, random draws,
+    failed; kernels.schedulers WORK_*). Counts only: the harness times this call
+    (harness.connsim_scenarios, ``decision_ns_mean``), kernels/ do no timing."""
     svc = np.ascontiguousarray(svc, dtype=np.int64)
-    daddr = VIP_BASE + svc
-    best = np.inf
-    work = None
-    for _ in range(max(1, repeats)):
-        s = copy_state(st)
-        s.work[:] = 0
-        t0 = time.perf_counter_ns()
-        _schedulers_module.schedule_batch(s, svc, caddr, cport, daddr, bind_conns=True)
-        best = min(best, time.perf_counter_ns() - t0)
-        work = s.work.copy()
+    st.work[:] = 0
+    _schedulers_module.schedule_batch(st, svc, caddr, cport, VIP_BASE + svc, bind_conns=True)
     n = max(svc.size, 1)
     names = _schedulers_module.WORK_NAMES
-    out = {"decision_ns_mean": best / n}
-    for k in ("scanned", "probes", "hashes", "random", "failed"):
-        out[f"decision_{k}"] = float(work[names.index(k)]) / n
-    return out
+    return {f"decision_{k}": float(st.work[names.index(k)]) / n
+            for k in ("scanned", "probes", "hashes", "random", "failed")}

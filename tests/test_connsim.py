@@ -144,6 +144,46 @@ def test_unstable_detection():
     assert ok["stable"] is True
 
 
+@pytest.mark.parametrize(("scenario", "sched", "load", "backends"), [
+    ("equal_short", "rr", 1.2, 1000),      # every backend offered 1.2
+    ("heterogeneous", "rr", 0.8, 100),     # slow half at 1.2
+    ("heterogeneous", "numgen", 0.9, 1000),  # slow half at 1.35
+    ("heterogeneous", "rr", 0.7, 4),       # slow half at 1.05
+    ("equal_short", "rr", 1.0, 4),         # critically loaded
+    ("equal_short", "dh", 0.5, 10),        # one ClusterIP: dh sends everything to one backend
+])
+def test_overloaded_points_are_unstable(scenario, sched, load, backends):
+    """A backend offered more than it can serve is reported unstable, never with a latency
+    (reviewer's reproductions, 20,000 connections, seed 1)."""
+    r = run_point(_point(scenario=scenario, scheduler=sched, load=load, backends=backends,
+                         connections=20_000), 1, {})
+    assert r["stable"] is False and np.isnan(r["latency_mean"])
+
+
+@pytest.mark.parametrize(("scenario", "sched", "load", "backends"), [
+    ("equal_short", "rr", 0.8, 4), ("equal_short", "statistic", 0.9, 10),
+    ("heterogeneous", "rr", 0.6, 4),       # slow half at 0.9
+    ("heterogeneous", "lc", 0.9, 4),       # lc holds the slow half at ~1 with a bounded queue
+])
+def test_clearly_stable_points_stay_stable(scenario, sched, load, backends):
+    r = run_point(_point(scenario=scenario, scheduler=sched, load=load, backends=backends,
+                         connections=20_000), 1, {})
+    assert r["stable"] is True and np.isfinite(r["latency_mean"])
+
+
+def test_backlog_grows_on_an_overloaded_backend():
+    """backend_backlog: an M/M/1 at ρ 1.3 accumulates ~(ρ − 1)·T of work (within 25%); at ρ 0.5
+    the backlog at t_hi is a few service times."""
+    for rho, check in ((1.3, True), (0.5, False)):
+        w = generate_workload(20_000, rho, 3)
+        r = K.simulate(w, K.make_backends([1]), "rr", handshake_s=0.0, close_rtt_s=0.0,
+                       time_wait_timeout_s=0.0)
+        if check:
+            assert r.backend_backlog[0] == pytest.approx(0.3 * w.arrival[-1], rel=0.25)
+        else:
+            assert r.backend_backlog[0] < 20.0
+
+
 def test_churn_point_disruption_against_optimum():
     """scale 5 -> 4: optimum 20%; mh within a few points of it, sh far above (case 11)."""
     res = {s: run_point(_point(scenario="scale_down_5_4", scheduler=s, backends=5, load=0.5,

@@ -448,7 +448,11 @@ def _check_memory(parts: tuple[Part, ...], workers: int, tasks: int, err: _Error
 
 
 def load_calibration(path: str | Path) -> dict:
-    """Read a `--calibration` TOML: a [costmodel] table of numeric cost-model values."""
+    """Read a `--calibration` TOML: a [costmodel] table of numeric cost-model values.
+
+    A [provenance] table (as `kpbench calibrate` writes: kernel, CPU, date, fit uncertainties)
+    is allowed and not passed to the models.
+    """
     path = Path(path)
     where = f"--calibration {path}"
     try:
@@ -458,9 +462,9 @@ def load_calibration(path: str | Path) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where}: expected valid TOML, got {exc}") from None
     for key in raw:
-        if key != "costmodel":
-            raise UserError(f"{where}: {key}: expected only a [costmodel] table, "
-                            f"got unknown key {key!r}")
+        if key not in ("costmodel", "provenance"):
+            raise UserError(f"{where}: {key}: expected a [costmodel] table (and optionally "
+                            f"[provenance]), got unknown key {key!r}")
     table = raw.get("costmodel")
     if not isinstance(table, dict):
         raise UserError(f"{where}: costmodel: expected a [costmodel] table, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -124,10 +125,12 @@ def test_cli_bad_calibration_exit_2(toy_kinds, tmp_path, capsys):
     assert code == 2
     assert "costmodel.rule_ns: expected a number" in err and len(err.splitlines()) == 1
     cal.write_text("[other]\nx = 1\n")
-    with pytest.raises(UserError, match="expected only a \\[costmodel\\] table"):
+    with pytest.raises(UserError, match="other: expected a \\[costmodel\\] table"):
         load_calibration(cal)
-    cal.write_text("[costmodel]\nrule_ns = 3.5\nlabel = 'here'\n")
+    cal.write_text("[costmodel]\nrule_ns = 3.5\nlabel = 'here'\n[provenance]\nkernel = '6.18'\n")
     assert load_calibration(cal) == {"rule_ns": 3.5, "label": "here"}
+    example = Path(__file__).parents[1] / "results/baseline/calibration-example.toml"
+    assert load_calibration(example)["rule_ns"] > 0
 
 
 def test_good_config_points_and_defaults(toy_kinds, tmp_path):

@@ -43,12 +43,26 @@ CASES = [("rr", "none"), ("lc", "restart"), ("wlc", "scale"), ("mh", "scale"),
 @pytest.mark.parametrize("seed", [1, 2])
 def test_kernel_matches_naive_event_by_event(sched, kind, seed):
     w, be, churn = scenario(kind, seed)
-    r = K.simulate(w, be, sched, churn=churn, seed=seed, log_cap=100_000, **SMALL)
-    log, conns, bes, req_resp, stats = naive_simulate(w, be, sched, churn, seed=seed, **SMALL)
-    assert len(r.log_t) == len(log) and len(log) > 1000
-    np.testing.assert_array_equal(r.log_t, [e[0] for e in log])
-    np.testing.assert_array_equal(r.log_kind, [e[1] for e in log])
-    np.testing.assert_array_equal(r.log_id, [e[2] for e in log])
+    r = K.simulate(w, be, sched, churn=churn, seed=seed, log_cap=100_000, n_bins=7,
+                   series_backends=5, **SMALL)
+    integ = []
+    log, conns, bes, req_resp, stats = naive_simulate(w, be, sched, churn, seed=seed, n_bins=7,
+                                                      series_backends=5, integrals=integ,
+                                                      **SMALL)
+    keep = r.log_kind != K.EV_SAMPLE  # the reference integrates bins without sample events
+    assert np.sum(~keep) == 7
+    assert keep.sum() == len(log) and len(log) > 1000
+    np.testing.assert_array_equal(r.log_t[keep], [e[0] for e in log])
+    np.testing.assert_array_equal(r.log_kind[keep], [e[1] for e in log])
+    np.testing.assert_array_equal(r.log_id[keep], [e[2] for e in log])
+    # time integrals, offered work, per-bin series and backlog, computed independently
+    ref = integ[0]
+    for got, want in ((r.backend_area, ref.area), (r.backend_work, ref.work),
+                      (r.backend_work2, ref.work2), (r.series, ref.series),
+                      (r.backend_backlog, ref.backlog)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(want).max()))
+    assert ref.area[2].sum() > 0 and ref.work.sum() > 0 and ref.series.sum() > 0
     np.testing.assert_array_equal(r.conn_backend, [c.backend for c in conns])
     np.testing.assert_array_equal(r.conn_state, [c.state for c in conns])
     np.testing.assert_array_equal(r.conn_wait, [c.wait for c in conns])

@@ -2,6 +2,11 @@
 
 Scheduling decisions and IPVS counters go through the same kernels.schedulers API (called from
 Python), so a kernel run and this run must agree event by event. Slow; small scenarios only.
+
+Time integrals are computed independently of the kernel's per-backend bookkeeping: before each
+event every backend's state (activeconns, busy workers, pod alive) is integrated over the gap
+since the previous event, clipped to the window [t_lo, t_hi] (``area``) and split over the
+series bins [k·bin_s, (k+1)·bin_s) (``series``). The backlog is the unfinished work at t_hi.
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ from kernels import schedulers as S
 
 
 @dataclass
+class Integrals:
+    area: np.ndarray  # [3, B]: ∫activeconns, ∫busy workers, ∫pod alive over the window
+    work: np.ndarray  # Σ work of connections bound in the window (to a live pod)
+    work2: np.ndarray
+    series: np.ndarray  # [bins, k] time-averaged activeconns per bin
+    backlog: np.ndarray  # unfinished work at t_hi
+
+
+@dataclass
 class Conn:
     state: int = K.CS_NEW
     phase: int = K.PH_NONE
@@ -27,6 +41,7 @@ class Conn:
     first: float = 0.0
     wait: float = 0.0
     sojourn: float = math.nan
+    t_done: float = 0.0
 
 
 @dataclass
@@ -45,8 +60,11 @@ class Backend:
 def simulate(w, be: K.Backends, scheduler: str, churn: K.Churn, *, seed=0, handshake_s=0.0005,
              close_rtt_s=0.0005, fin_wait_timeout_s=120.0, time_wait_timeout_s=120.0,
              close_timeout_s=10.0, grace_s=30.0, detect_s=1.0, check_interval_s=60.0,
-             graceful=None, warmup_frac=0.1, mh_table_size=4093):
-    """Returns (log of (t, kind, id) per processed event, conns, backends, req_resp, stats)."""
+             graceful=None, warmup_frac=0.1, mh_table_size=4093, n_bins=0, series_backends=0,
+             integrals=None):
+    """Returns (log of (t, kind, id) per processed event, conns, backends, req_resp, stats).
+    Pass ``integrals=[]`` to get an :class:`Integrals` appended to it. With ``n_bins`` the
+    kernel also processes sample events; they are not in this log."""
     n = len(w.arrival)
     n_svc = int(be.service.max()) + 1
     per = np.bincount(be.service, minlength=n_svc)
@@ -66,6 +84,49 @@ def simulate(w, be: K.Backends, scheduler: str, churn: K.Churn, *, seed=0, hands
     heap = []
     seq = [0]
     log = []
+    nb = len(be.service)
+    c_work = np.add.reduceat(w.req_size, w.req_ptr[:-1])
+    area = np.zeros((3, nb))
+    work = np.zeros(nb)
+    work2 = np.zeros(nb)
+    bin_s = t_hi / n_bins if n_bins > 0 else 1.0
+    k_series = min(series_backends, nb)
+    series = np.zeros((n_bins, k_series))
+    backlog = np.zeros(nb)
+    clock = [0.0]
+    snapped = [False]
+
+    def integrate(t):
+        """Integrate every backend's piecewise-constant state from clock[0] to t."""
+        t0 = clock[0]
+        if t <= t0:
+            return
+        lo, hi = max(t0, t_lo), min(t, t_hi)
+        for b, bk in enumerate(bes):
+            if hi > lo:
+                area[0, b] += bk.act * (hi - lo)
+                area[1, b] += bk.busy * (hi - lo)
+                area[2, b] += (hi - lo) if bk.alive else 0.0
+            if b < k_series:
+                a = t0
+                while a < t:
+                    k = int(a // bin_s)
+                    if (k + 1) * bin_s <= a:
+                        k += 1
+                    end = min(t, (k + 1) * bin_s)
+                    if k < n_bins:
+                        series[k, b] += bk.act * (end - a) / bin_s
+                    a = end
+        clock[0] = t
+
+    def snapshot():
+        for c in conns:
+            if c.state == K.CS_EST and c.phase == K.PH_SERVICE:
+                backlog[c.backend] += (c.t_done - t_hi) * be.rate[c.backend]
+        for b, bk in enumerate(bes):
+            for j in bk.queue:
+                backlog[b] += w.req_size[conns[j].req]
+        snapped[0] = True
 
     def push(t, kind, x):
         heapq.heappush(heap, (t, seq[0], kind, x))
@@ -105,7 +166,8 @@ def simulate(w, be: K.Backends, scheduler: str, churn: K.Churn, *, seed=0, hands
     def start(i, b, t):
         c = conns[i]
         c.phase = K.PH_SERVICE
-        push(t + w.req_size[c.req] / be.rate[b], K.EV_DONE, i)
+        c.t_done = t + w.req_size[c.req] / be.rate[b]
+        push(c.t_done, K.EV_DONE, i)
 
     for b in range(len(be.service)):
         if be.present[b]:
@@ -119,7 +181,10 @@ def simulate(w, be: K.Backends, scheduler: str, churn: K.Churn, *, seed=0, hands
         push(K.LB_GC_INTERVAL, K.EV_LBGC, 0)
     armed = False
     while heap:
+        if not snapped[0] and heap[0][0] > t_hi:
+            snapshot()
         t, _, kind, x = heapq.heappop(heap)
+        integrate(t)
         valid = True
         if kind == K.EV_ARRIVAL:
             i = x
@@ -139,6 +204,9 @@ def simulate(w, be: K.Backends, scheduler: str, churn: K.Churn, *, seed=0, hands
                 bes[b].inact += 1
                 if t_lo <= t <= t_hi:
                     bes[b].conns += 1
+                    if bes[b].alive:
+                        work[b] += c_work[i]
+                        work2[b] += c_work[i] * c_work[i]
                 if bes[b].alive:
                     c.state = K.CS_SYN
                     push(t + handshake_s, K.EV_HANDSHAKE, i)
@@ -263,4 +331,9 @@ def simulate(w, be: K.Backends, scheduler: str, churn: K.Churn, *, seed=0, hands
             armed = True
         if valid:
             log.append((t, kind, x))
+    if not snapped[0]:
+        snapshot()
+    integrate(max(t_hi, clock[0]))
+    if integrals is not None:
+        integrals.append(Integrals(area, work, work2, series, backlog))
     return log, conns, bes, req_resp, stats

@@ -7,15 +7,23 @@ copied KB and context switches. This module prices those counts (spec C.1, C.2; 
 17). Defaults are orders of magnitude with their source stated; ``kpbench calibrate`` measures the
 real kernel and its file replaces them through ``CostModel.from_overrides``.
 
+The iptables per-rule cost is cache-aware (``iptables_rules_ns``, fitted by ``kpbench
+calibrate``): ``rule_ns`` in cache, plus ``rule_cold_ns`` as the walked chain outgrows the cache,
+plus ``rule_far_ns`` per rule past the LLC-resident front of a walk, plus ``rule_warm_ns`` for a
+walk's first rules. The defaults switch the extra terms off (one slope, ``rule_ns``).
+
 It also holds the documented per-object kernel-memory estimates used for ``kernel_memory_bytes``.
 Plain numpy (no loops): it converts arrays of counts, it does not model anything itself.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
+
+_CAL = "source: kpbench calibrate (iptables-legacy fit)"
 
 COST_SOURCES: dict[str, str] = {
     "base_ns": "fixed per-packet hook entry/exit not counted elsewhere; estimate, calibrate "
@@ -38,13 +46,87 @@ COST_SOURCES: dict[str, str] = {
     "again: two copies plus syscall share); estimate",
     "context_switch_ns": "per context switch / wakeup of the proxy process; estimate from "
     "typical lmbench lat_ctx figures of 1-3 us",
+    "rule_cold_ns": "extra ns per iptables rule evaluated once the walked chain outgrows the "
+    "cache: + rule_cold_ns x f(S / rule_cache_bytes), f(x) = x^k / (1 + x^k), S = walked chain "
+    f"bytes; default 0 (term off); {_CAL}",
+    "rule_cache_bytes": "bytes S at which half of rule_cold_ns is paid (effective cache size, "
+    "in units of KUBE_SERVICES_RULE_BYTES per rule); default ~4 MB, order of magnitude from "
+    f"results/baseline/calibration-example.toml, inert while rule_cold_ns = 0; {_CAL}",
+    "rule_cache_k": "steepness k of f (dimensionless); default 4 (as fitted on our machine), "
+    f"inert while rule_cold_ns = 0; {_CAL}",
+    "rule_far_ns": "extra ns per rule of a chain walk past its first rule_far_rules rules (the "
+    f"front stays in the last-level cache, the tail does not); default 0 (term off); {_CAL}",
+    "rule_far_rules": "rules at the front of a walk that stay in the last-level cache; default "
+    f"20,000 (order of magnitude from our machine), inert while rule_far_ns = 0; {_CAL}",
+    "rule_warm_ns": "extra ns per rule at the start of a walk, fading over rule_warm_rules rules "
+    "(W(r) = r0 (1 - exp(-r / r0)) rules pay it; a short walk does not get the prefetcher "
+    f"going); default 0 (term off); {_CAL}",
+    "rule_warm_rules": "fade length r0 of the warm-up term (rules); default 16, inert while "
+    f"rule_warm_ns = 0; {_CAL}",
 }
 """Source of every default, shown in reports."""
+
+_POSITIVE = ("rule_cache_bytes", "rule_cache_k", "rule_warm_rules")
+
+
+def cache_fraction(chain_bytes, cache_bytes: float, k: float) -> np.ndarray:
+    """f(S / C) = x^k / (1 + x^k): share of a chain walk (S bytes) that misses a C-byte cache."""
+    x = np.asarray(chain_bytes, dtype=np.float64) / cache_bytes
+    return x**k / (1.0 + x**k)
+
+
+def beyond(rules_walked, prefix: float) -> np.ndarray:
+    """Rules of a walk past the first ``prefix`` rules (the part not held in the LLC)."""
+    return np.maximum(0.0, np.asarray(rules_walked, dtype=np.float64) - prefix)
+
+
+def warm_walk(rules_walked, r0: float) -> np.ndarray:
+    """W(r) = r0 (1 - exp(-r / r0)): rules of a walk that pay the warm-up cost."""
+    r = np.asarray(rules_walked, dtype=np.float64)
+    return r0 * (1.0 - np.exp(-r / r0))
+
+
+def iptables_rules_ns(
+    rules,
+    chain_bytes=0.0,
+    walked=0.0,
+    *,
+    rule_ns: float,
+    cold_ns: float = 0.0,
+    cache_bytes: float = math.inf,
+    cache_k: float = 4.0,
+    far_ns: float = 0.0,
+    far_rules: float = math.inf,
+    warm_ns: float = 0.0,
+    warm_rules: float = math.nan,
+) -> np.ndarray:
+    """Cache-aware ns of ``rules`` iptables rules evaluated per packet (spec C.1; case 17).
+
+    ``rules x (rule_ns + cold_ns f(chain_bytes / cache_bytes)) + warm_ns W(walked)
+    + far_ns beyond(walked, far_rules)``, where ``walked`` = rules of the big chain
+    (KUBE-SERVICES) the packet walked and ``chain_bytes`` that chain's kernel bytes. A term
+    whose ns is 0 (or whose shape is not finite) is left out, so with every term off this is
+    exactly ``rule_ns x rules``. The one implementation of harness.calibrate's RuleFit.
+    """
+    r = np.asarray(rules, dtype=np.float64)
+    if cold_ns > 0 and math.isfinite(cache_bytes):
+        out = r * (rule_ns + cold_ns * cache_fraction(chain_bytes, cache_bytes, cache_k))
+    else:
+        out = rule_ns * r
+    if warm_ns > 0 and math.isfinite(warm_rules):
+        out = out + warm_ns * warm_walk(walked, warm_rules)
+    if far_ns > 0 and math.isfinite(far_rules):
+        out = out + far_ns * beyond(walked, far_rules)
+    return out
 
 
 @dataclass(frozen=True)
 class CostModel:
-    """Nanoseconds per counted operation (see COST_SOURCES for each default's source)."""
+    """Nanoseconds per counted operation (see COST_SOURCES for each default's source).
+
+    The ``rule_*`` terms after ``context_switch_ns`` make the iptables per-rule cost
+    cache-aware (``iptables_rules_ns``); their defaults switch them off.
+    """
 
     base_ns: float = 100.0
     rule_ns: float = 4.75
@@ -57,6 +139,13 @@ class CostModel:
     userspace_conn_ns: float = 25_000.0
     userspace_kb_ns: float = 250.0
     context_switch_ns: float = 2_000.0
+    rule_cold_ns: float = 0.0
+    rule_cache_bytes: float = 4_000_000.0
+    rule_cache_k: float = 4.0
+    rule_far_ns: float = 0.0
+    rule_far_rules: float = 20_000.0
+    rule_warm_ns: float = 0.0
+    rule_warm_rules: float = 16.0
 
     @classmethod
     def from_overrides(cls, overrides: dict | None, source: str = "calibration") -> CostModel:
@@ -64,7 +153,9 @@ class CostModel:
 
         Accepts the flat dict or one holding a ``costmodel`` table (as calibration files do).
         Keys of kernels.sync (``sync_*``) and fit standard errors (``*_se``) are skipped; any
-        other unknown key or a non-numeric / negative value raises ``harness.errors.UserError``.
+        other unknown key, a non-numeric, negative or non-finite value, or a zero shape
+        (``rule_cache_bytes``, ``rule_cache_k``, ``rule_warm_rules``) raises
+        ``harness.errors.UserError``.
         """
         from harness.errors import UserError
 
@@ -82,18 +173,35 @@ class CostModel:
                 raise UserError(
                     f"{source}: {key}: expected one of {', '.join(sorted(known))}, got unknown key"
                 )
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise UserError(f"{source}: {key}: expected a number >= 0, got {value!r}")
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value) or value < 0):
+                raise UserError(f"{source}: {key}: expected a finite number >= 0, got {value!r}")
+            if key in _POSITIVE and value == 0:
+                raise UserError(f"{source}: {key}: expected a number > 0, got {value!r}")
             values[key] = float(value)
         return replace(model, **values)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    def rules_ns(self, rules, chain_bytes=0.0, walked=0.0) -> np.ndarray:
+        """Cache-aware ns of the iptables rules each packet evaluates (``iptables_rules_ns``).
+
+        ``rules``: rules evaluated per packet (all chains); ``chain_bytes``: kernel bytes of the
+        big chain walked (``kube_services_bytes``); ``walked``: its rules the packet walked.
+        """
+        return iptables_rules_ns(
+            rules, chain_bytes, walked, rule_ns=self.rule_ns, cold_ns=self.rule_cold_ns,
+            cache_bytes=self.rule_cache_bytes, cache_k=self.rule_cache_k,
+            far_ns=self.rule_far_ns, far_rules=self.rule_far_rules,
+            warm_ns=self.rule_warm_ns, warm_rules=self.rule_warm_rules)
+
     def packet_ns(
         self,
         *,
         rules=0,
+        chain_bytes=0.0,
+        walked=0.0,
         matches=0,
         jumps=0,
         hash_probes=0,
@@ -104,10 +212,14 @@ class CostModel:
         userspace_kb=0,
         context_switches=0,
     ) -> np.ndarray:
-        """Cost in ns of each packet, from per-packet count arrays (or scalars)."""
+        """Cost in ns of each packet, from per-packet count arrays (or scalars).
+
+        ``rules`` are priced by ``rules_ns(rules, chain_bytes, walked)``: without chain
+        information (the defaults) that is ``rule_ns`` per rule.
+        """
         return (
             self.base_ns
-            + self.rule_ns * np.asarray(rules, dtype=np.float64)
+            + self.rules_ns(rules, chain_bytes, walked)
             + self.match_ns * np.asarray(matches, dtype=np.float64)
             + self.jump_ns * np.asarray(jumps, dtype=np.float64)
             + self.hash_probe_ns * np.asarray(hash_probes, dtype=np.float64)
@@ -134,6 +246,15 @@ IPT_COUNTER_BYTES = 16
 """struct xt_counters (bytes, packets), allocated per CPU for every rule."""
 IPT_CHAIN_BYTES = IPT_ENTRY_BYTES + 64
 """A user chain costs its ERROR-target head entry (ipt_entry + xt_error_target 64)."""
+XT_COMMENT_MATCH_BYTES = 32 + 256
+"""xt_entry_match header + struct xt_comment_info (XT_MAX_COMMENT_LEN 256)."""
+KUBE_SERVICES_RULE_BYTES = IPT_ENTRY_BYTES + XT_COMMENT_MATCH_BYTES + XT_MATCH_BYTES \
+    + XT_TARGET_BYTES
+"""Kernel bytes of one KUBE-SERVICES rule as kube-proxy writes it (``-d VIP -p tcp -m comment
+-m tcp --dport P -j KUBE-SVC-X``; the final ``-m comment -m addrtype ... -j KUBE-NODEPORTS`` is the
+same size): ipt_entry + comment match + one match + standard target = 488 bytes (estimate from
+struct sizes, x86_64). ``kpbench calibrate`` and the scaling kind both turn a chain's rule count
+into bytes with it, so a fitted ``rule_cache_bytes`` means the same chain length in both."""
 
 IPVS_SERVICE_BYTES = 256
 """struct ip_vs_service (estimate, x86_64; hlist nodes, addresses, stats, sched pointers)."""
@@ -165,6 +286,11 @@ def iptables_bytes(rules: int, matches_defined: int, chains: int, ncpu: int = 2)
     """Kernel bytes of an iptables table: entries, matches, targets, per-CPU counters, chains."""
     per_rule = IPT_ENTRY_BYTES + XT_TARGET_BYTES + IPT_COUNTER_BYTES * ncpu
     return int(rules * per_rule + matches_defined * XT_MATCH_BYTES + chains * IPT_CHAIN_BYTES)
+
+
+def kube_services_bytes(rules) -> float:
+    """Kernel bytes a walk of a KUBE-SERVICES-like chain of ``rules`` rules reads."""
+    return float(rules) * KUBE_SERVICES_RULE_BYTES
 
 
 def hash_table_bytes(buckets: int, elements: int, elem_bytes: int) -> int:

@@ -46,3 +46,64 @@ def test_sizes():
     assert cm.IPT_ENTRY_BYTES == 112
     assert cm.iptables_bytes(10, 5, 2, ncpu=4) == 10 * (112 + 40 + 64) + 5 * 48 + 2 * 176
     assert cm.hash_table_bytes(256, 10, 100) == 256 * 8 + 1000
+
+
+CACHE_TERMS = {"rule_ns": 6.0, "rule_cold_ns": 20.0, "rule_cache_bytes": 4e6, "rule_cache_k": 4,
+               "rule_far_ns": 200.0, "rule_far_rules": 20_000, "rule_warm_ns": 3.0,
+               "rule_warm_rules": 8}
+
+
+def test_rules_ns_matches_hand_computation():
+    m = cm.CostModel.from_overrides(CACHE_TERMS)
+    rules, walked, chain = 30_012, 30_001, 8e6  # S = 2 C: f = 16 / 17
+    hand = (rules * (6.0 + 20.0 * 16 / 17) + 3.0 * 8 * (1 - np.exp(-30_001 / 8))
+            + 200.0 * (30_001 - 20_000))
+    assert m.rules_ns(rules, chain, walked) == pytest.approx(hand, rel=1e-12)
+    # a short walk in a small chain: only the warm-up term adds
+    assert m.rules_ns(12, 0.0, 3) == pytest.approx(12 * 6 + 3 * 8 * (1 - np.exp(-3 / 8)),
+                                                   rel=1e-12)
+
+
+def test_default_terms_reproduce_the_single_slope_exactly():
+    m = cm.CostModel()
+    assert (m.rule_cold_ns, m.rule_far_ns, m.rule_warm_ns) == (0.0, 0.0, 0.0)
+    rng = np.random.default_rng(3)
+    rules = rng.integers(0, 300_000, 1000)
+    walked = rng.integers(0, 100_000, 1000)
+    chain = cm.kube_services_bytes(100_001)
+    assert np.array_equal(m.rules_ns(rules, chain, walked), m.rule_ns * rules.astype(float))
+    got = m.packet_ns(rules=rules, chain_bytes=chain, walked=walked, matches=rules // 3,
+                      conntrack_probes=2)
+    single = (m.base_ns + m.rule_ns * rules.astype(float) + m.match_ns * (rules // 3)
+              + m.jump_ns * 0.0 + m.hash_probe_ns * 0.0 + m.vmap_lookup_ns * 0.0
+              + m.conntrack_probe_ns * 2.0 + m.sched_step_ns * 0.0 + m.userspace_conn_ns * 0.0
+              + m.userspace_kb_ns * 0.0 + m.context_switch_ns * 0.0)
+    assert np.array_equal(got, single)  # bit for bit
+
+
+def test_cache_terms_raise_large_chains_and_keep_small_ones_in_cache():
+    hot = cm.CostModel.from_overrides({"rule_ns": 6.0})
+    cal = cm.CostModel.from_overrides(CACHE_TERMS)
+    for n, lo, hi in ((10, 1.0, 1.25), (1000, 1.0, 1.02), (100_000, 5.0, 40.0)):
+        rules, chain = n + 12, cm.kube_services_bytes(n + 1)
+        ratio = cal.rules_ns(rules, chain, n + 1) / hot.rules_ns(rules, chain, n + 1)
+        assert lo <= ratio <= hi, (n, ratio)
+    # without warm-up the small chain costs the in-cache slope within 0.1 %
+    cold_only = cm.CostModel.from_overrides({**CACHE_TERMS, "rule_warm_ns": 0})
+    assert cold_only.rules_ns(22, cm.kube_services_bytes(11), 11) == pytest.approx(22 * 6.0,
+                                                                                 rel=1e-3)
+
+
+def test_cache_overrides_validated():
+    m = cm.CostModel.from_overrides({"costmodel": CACHE_TERMS})
+    assert m.rule_far_rules == 20_000.0 and m.rule_cache_k == 4.0
+    for key, bad in (("rule_cache_bytes", 0), ("rule_warm_rules", 0), ("rule_far_ns", -1),
+                     ("rule_cold_ns", float("nan")), ("rule_far_rules", float("inf"))):
+        with pytest.raises(UserError, match=key):
+            cm.CostModel.from_overrides({key: bad})
+
+
+def test_kube_services_rule_bytes():
+    # ipt_entry 112 + comment match 288 + tcp/addrtype match 48 + standard target 40
+    assert cm.KUBE_SERVICES_RULE_BYTES == 488
+    assert cm.kube_services_bytes(101) == 101 * 488

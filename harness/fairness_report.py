@@ -4,6 +4,10 @@ fairness: per scenario, Jain and peak-to-mean bars by scheduler; latency CDFs; p
 scheduling cost vs backends and vs Services. churn: flow disruption vs the optimum, broken
 connections, per-backend load over time (from the stored ``load_series`` column). Every figure
 reads only the points table; every finding is computed from it.
+
+Latency figures use only points whose latency is warm (``latency_warm``: the warm-up covered the
+queues' relaxation time, harness/connsim_scenarios.py); a finding counts the points left out.
+``disruption_pct`` is defined for the hashing schedulers (dh, sh, mh) only (NaN otherwise).
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ def _base(df: pd.DataFrame) -> pd.DataFrame:
     """Points with a single Service (the scheduling-cost Services sweep aside)."""
     one = df[df["services"] == df["services"].min()]
     return one
+
+
+def _warm(df: pd.DataFrame) -> pd.Series:
+    """Points whose latency is not dominated by the start-up transient (all, for tables
+    written before the ``latency_warm`` column)."""
+    if "latency_warm" not in df.columns:
+        return pd.Series(True, index=df.index)
+    return df["latency_warm"].astype(bool)
 
 
 def _save(fig, plots_dir: Path, name: str) -> None:
@@ -90,7 +102,7 @@ def _bars(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list, rows
 def _cdfs(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list) -> None:
     base = _base(df)
     for sc in sorted(set(base["scenario"])):
-        sub = base[(base["scenario"] == sc) & base["stable"].astype(bool)]
+        sub = base[(base["scenario"] == sc) & base["stable"].astype(bool) & _warm(base)]
         if sub.empty:
             continue
         nb = _ref(sub["backends"], 10)
@@ -119,7 +131,7 @@ def _cdfs(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list) -> N
         name = f"latency_cdf_{sc}.png"
         _save(fig, plots_dir, name)
         figures.append(Figure(name, f"Latency CDFs by scheduler in {sc} ({int(nb)} backends, "
-                                    f"load {load:g}, stable configurations only)."))
+                                    f"load {load:g}, stable and warmed-up points only)."))
 
 
 def _p99(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list) -> None:
@@ -129,7 +141,8 @@ def _p99(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list) -> No
         if sub["load"].nunique() < 2:
             continue
         nb = _ref(sub["backends"], 10)
-        sub = sub[sub["backends"] == nb]
+        sub = sub[sub["backends"] == nb].copy()
+        sub.loc[~_warm(sub), "latency_p99"] = np.nan  # start-up transient: no latency shown
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         ax.set_prop_cycle(color=plt.cm.tab20.colors)
         for s in _order(sub):
@@ -151,7 +164,8 @@ def _p99(df: pd.DataFrame, plots_dir: Path, figures: list, findings: list) -> No
         _save(fig, plots_dir, name)
         figures.append(Figure(name, f"p99 request latency vs offered load by scheduler in {sc} "
                                     f"({int(nb)} backends); crosses mark unstable points, which "
-                                    f"have no latency."))
+                                    f"have no latency; stable points not warmed up are left "
+                                    f"out."))
         unstable = sub[~sub["stable"].astype(bool)]
         if not unstable.empty:
             by = unstable.groupby("scheduler")["load"].min().sort_values()
@@ -223,7 +237,16 @@ def report_fairness(df: pd.DataFrame, plots_dir: Path) -> Report:
                             f"{s} up to {v:.1f}%" for s, v in drops[::-1].items()) + ".")
     n_unstable = int((~df["stable"].astype(bool)).sum())
     findings.append(f"{n_unstable} of {len(df)} points are unstable (a backend offered more "
-                    f"than it can serve) and carry no latency.")
+                    f"than it can serve, or a group of backends at ρ ≈ 1 with a growing "
+                    f"backlog) and carry no latency.")
+    cold = df[df["stable"].astype(bool) & ~_warm(df)]
+    if not cold.empty:
+        by = cold.groupby("backends")["load"].min()
+        findings.append(f"{len(cold)} stable points have too few connections per backend for "
+                        f"the queues to warm up (latency_warm False: the warm-up did not cover "
+                        f"the relaxation time ρ/(1−√ρ)² per backend) and are left out of the "
+                        f"latency figures; by backends, the lowest such load: "
+                        + ", ".join(f"{int(b)} from ρ={v:g}" for b, v in by.items()) + ".")
     return Report(figures, pd.DataFrame(rows), findings)
 
 
@@ -241,8 +264,10 @@ def report_churn(df: pd.DataFrame, plots_dir: Path) -> Report:
     # disruption vs optimal and broken connections, one panel per scenario
     for col, fname, ylabel, cap in (
             ("disruption_pct", "disruption_vs_optimal.png", "flow keys moved (%)",
-             "Share of sampled flow keys whose backend changes per backend-set change, by "
-             "scheduler and scenario; the black line is the optimum k/N."),
+             "Share of sampled flow keys whose backend changes per backend-set change for the "
+             "hashing schedulers (dh, sh, mh; for the others a key's backend depends on the "
+             "order keys arrive in, not on the key, so no bar), by scenario; the black line is "
+             "the optimum k/N."),
             ("broken_connections_pct", "broken_connections.png",
              "live connections broken (%)",
              "Live connections reset by a dying pod per 100 connections live at the "
@@ -276,11 +301,14 @@ def report_churn(df: pd.DataFrame, plots_dir: Path) -> Report:
         sub = base[base["scenario"] == sc]
         g = sub.groupby("scheduler")[["disruption_pct", "optimal_disruption_pct",
                                       "broken_connections_pct"]].mean()
-        excess = (g["disruption_pct"] - g["optimal_disruption_pct"]).sort_values()
+        excess = (g["disruption_pct"] - g["optimal_disruption_pct"]).dropna().sort_values()
+        moved = (f"closest to the optimal disruption ({g['optimal_disruption_pct'].mean():.1f}%)"
+                 f" among the hashing schedulers is {excess.index[0]} "
+                 f"({g.loc[excess.index[0], 'disruption_pct']:.1f}%), farthest "
+                 f"{excess.index[-1]} ({g.loc[excess.index[-1], 'disruption_pct']:.1f}%); "
+                 if not excess.empty else "")
         findings.append(
-            f"{sc}: closest to the optimal disruption ({g['optimal_disruption_pct'].mean():.1f}%)"
-            f" is {excess.index[0]} ({g.loc[excess.index[0], 'disruption_pct']:.1f}%); "
-            f"farthest {excess.index[-1]} ({g.loc[excess.index[-1], 'disruption_pct']:.1f}%); "
+            f"{sc}: {moved}"
             f"live connections broken range {g['broken_connections_pct'].min():.2f}–"
             f"{g['broken_connections_pct'].max():.2f}%"
             + (f"; new connections refused by a dead pod: most with "

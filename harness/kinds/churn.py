@@ -5,7 +5,12 @@ One point = scheduler × scenario {restart, scale_up_4_5, scale_down_5_4, rollin
 backends × load ρ × Services; keepalive connections, churn on Service 0 at mid-run.
 
 Columns: everything the `fairness` kind reports, plus disruption_pct (share of a fixed sample of
-flow keys whose backend changes per backend-set change, mean over the changes),
+flow keys whose backend changes per backend-set change, mean over the changes; hashing
+schedulers dh, sh, mh only — NaN for the others, whose choice for a key depends on the order
+keys are scheduled in and the counters they leave, not on the key; a removal is measured after
+the real server is unlinked, whereas kube-proxy first sets weight 0 and drains it, during which
+mh and sh without fallback drop the removed server's keys instead of moving them — the
+simulation models that drain, see dropped_pct, kernels.connsim.key_disruption),
 optimal_disruption_pct (k/N for k of N removed, k/(N+k) added), live_at_churn (connections of
 Service 0 live at the removal/crash events, summed), broken_connections (live connections reset
 by dying pods), broken_connections_pct (per 100 of live_at_churn), refused_connections and

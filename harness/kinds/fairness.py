@@ -6,13 +6,20 @@ per Service × load ρ × Services, simulated connection by connection (kernels.
 decision made by the real scheduler kernel (kernels.schedulers).
 
 Columns: jain_index, peak_to_mean, cov (over per-backend connection counts, each divided by its
-Service's mean), jain_active / peak_to_mean_active (time-averaged activeconns), stable,
-max_backend_load (largest per-backend offered load ρ_b), max_utilization, latency_mean /
-latency_p50 / p90 / p99 / p999 (per request, in units of the mean service time; NaN when
-unstable), latency_quantiles (JSON, levels connsim_scenarios.Q_LEVELS), dropped_pct,
-decision_ns_mean and decision_scanned / probes / hashes / random / failed (per decision, timed
-on a batch after the run, JIT warm), disruption_pct / optimal_disruption_pct /
-broken_connections_pct (NaN / 0: no churn here), events, requests, simulated_s.
+Service's mean), jain_active / peak_to_mean_active (time-averaged activeconns), stable (pooled
+per Service × capacity class, configured load, backlog and per-backend tests; see
+connsim_scenarios), max_group_load (largest pooled offered load of a Service × capacity-class
+group), max_backend_load (largest per-backend offered load ρ_b, noisy with few connections per
+backend), max_utilization, latency_mean / latency_p50 / p90 / p99 / p999 (per request, in units
+of the mean service time; NaN when unstable), latency_warm (False: too few connections per
+backend for the queues to warm up, latency biased low by the start-up transient; the report
+leaves such points out of latency figures), latency_quantiles (JSON, levels
+connsim_scenarios.Q_LEVELS), dropped_pct, decision_ns_mean (WALL-CLOCK ns per decision measured
+on this machine by the harness over a batch after the run, JIT warm — not a model output, not
+deterministic, excluded from the golden gate as ``decision_ns*``) and decision_scanned / probes
+/ hashes / random / failed (operations per decision, counted by the scheduler kernels),
+disruption_pct / optimal_disruption_pct / broken_connections_pct (NaN / 0: no churn here),
+events, requests, simulated_s.
 """
 
 from __future__ import annotations

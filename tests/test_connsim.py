@@ -208,6 +208,27 @@ def test_churn_point_disruption_against_optimum():
     assert res["mh"]["load_series"].startswith("{")
 
 
+def test_latency_warm_and_hashing_only_disruption():
+    """latency_warm: warm-up connections per backend vs the M/M/1 relaxation ρ/(1 − √ρ)²
+    (500 vs 5.8 at 4 backends, ρ 0.5; 2 vs 1,482 at 1000 backends, ρ 0.95); disruption_pct is
+    NaN for a load-aware scheduler and defined for mh."""
+    warm = run_point(_point(scheduler="rr", load=0.5, backends=4, connections=20_000), 1, {})
+    cold = run_point(_point(scheduler="rr", load=0.95, backends=1000, connections=20_000), 1, {})
+    assert warm["latency_warm"] is True and cold["latency_warm"] is False
+    rr = run_point(_point(scenario="scale_down_5_4", scheduler="rr", backends=5, load=0.5,
+                          connections=2000), 2, {})
+    assert np.isnan(rr["disruption_pct"]) and rr["optimal_disruption_pct"] == pytest.approx(20.0)
+
+
+def test_decision_cost_counts_are_deterministic():
+    """decision_scanned etc. are counted by the scheduler kernels (same for a seed); only
+    decision_ns_mean is timed (by the harness)."""
+    a = run_point(_point(scheduler="lc", backends=10, connections=2000), 3, {})
+    b = run_point(_point(scheduler="lc", backends=10, connections=2000), 3, {})
+    assert a["decision_scanned"] == b["decision_scanned"] == pytest.approx(10.0)
+    assert a["decision_ns_mean"] > 0
+
+
 def test_bad_input():
     w = generate_workload(10, 1.0, 0)
     with pytest.raises(UserError):

@@ -25,8 +25,10 @@ What is fitted (numpy lstsq, standard errors from the residual variance):
   cache-aware RuleFit (in-cache cost; extra cost once KUBE-SERVICES outgrows L2, f(S/C) =
   x^k / (1 + x^k) of its bytes S; extra cost of rules past the front of a walk that stays in the
   last-level cache; extra cost of a walk's first rules), the variant with the lowest AIC. The
-  in-cache cost is [costmodel].rule_ns; the other terms go to [provenance.rules.<mode>] since
-  kernels.costmodel has a single ``rule_ns``.
+  formula is kernels.costmodel.iptables_rules_ns; the iptables-legacy fit is written to
+  [costmodel] as rule_ns (in-cache), rule_cold_ns, rule_cache_bytes, rule_cache_k, rule_far_ns,
+  rule_far_rules, rule_warm_ns, rule_warm_rules (``costmodel_table``). S = KUBE-SERVICES rules x
+  kernels.costmodel.KUBE_SERVICES_RULE_BYTES, as the scaling kind computes it.
 * ``base_ns``: intercept of the connect() latency (what a rule-free path costs end to end,
   including the client's syscalls), ``vmap_lookup_ns`` from the bench, sync costs per operation
   as kernels.sync names them (sync_ns_fixed, sync_ns_per_rule_restore, ...; see ``fit_sync``).
@@ -49,6 +51,13 @@ import numpy as np
 
 from harness import calibrate_rules as rules
 from harness.netns import Namespace
+from kernels.costmodel import (
+    beyond,
+    cache_fraction,
+    iptables_rules_ns,
+    kube_services_bytes,
+    warm_walk,
+)
 
 MODES = ("iptables-legacy", "iptables-nft", "nftables")
 RESTORE = {"iptables-legacy": "iptables-legacy-restore", "iptables-nft": "iptables-nft-restore"}
@@ -156,12 +165,6 @@ def lstsq_se(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return coef, np.sqrt(np.clip(np.diag(cov), 0.0, None)), rss
 
 
-def cache_fraction(chain_bytes, cache_bytes: float, k: float):
-    """f(S / C) = x^k / (1 + x^k): share of a chain walk (S bytes) that misses a C-byte cache."""
-    x = np.asarray(chain_bytes, dtype=np.float64) / cache_bytes
-    return x**k / (1.0 + x**k)
-
-
 # ------------------------------------------------------------------------------ fits
 
 
@@ -196,35 +199,24 @@ class RuleFit:
     rule_far_ns_se: float = float("nan")
     far_rules: float = float("inf")
 
+    def terms(self) -> dict[str, float]:
+        """The fit as keyword arguments of kernels.costmodel.iptables_rules_ns."""
+        return {"rule_ns": self.rule_hot_ns, "cold_ns": self.rule_cold_ns,
+                "cache_bytes": self.cache_bytes, "cache_k": self.cache_k,
+                "far_ns": self.rule_far_ns, "far_rules": self.far_rules,
+                "warm_ns": self.warm_ns, "warm_rules": self.warm_rules}
+
     def per_rule(self, chain_bytes) -> np.ndarray:
         """Cache-aware ns per rule evaluated when the walked chain holds ``chain_bytes``."""
-        out = np.full(np.shape(chain_bytes), self.rule_hot_ns, dtype=np.float64)
-        if math.isfinite(self.cache_bytes):
-            out = out + self.rule_cold_ns * cache_fraction(chain_bytes, self.cache_bytes,
-                                                           self.cache_k)
-        return out
+        kw = {**self.terms(), "far_ns": 0.0, "warm_ns": 0.0}
+        return iptables_rules_ns(np.ones(np.shape(chain_bytes)), chain_bytes, **kw)
 
     def diff_ns(self, drules, chain_bytes, ks_first, ks_pos) -> np.ndarray:
-        """Predicted latency difference between two positions (ns)."""
-        out = np.asarray(drules, dtype=np.float64) * self.per_rule(chain_bytes)
-        if self.warm_ns > 0 and math.isfinite(self.warm_rules):
-            out = out + self.warm_ns * (warm_walk(ks_pos, self.warm_rules)
-                                        - warm_walk(ks_first, self.warm_rules))
-        if self.rule_far_ns > 0 and math.isfinite(self.far_rules):
-            out = out + self.rule_far_ns * (beyond(ks_pos, self.far_rules)
-                                            - beyond(ks_first, self.far_rules))
-        return out
-
-
-def beyond(rules_walked, prefix: float) -> np.ndarray:
-    """Rules of a walk past the first ``prefix`` rules (the part not held in the LLC)."""
-    return np.maximum(0.0, np.asarray(rules_walked, dtype=np.float64) - prefix)
-
-
-def warm_walk(rules_walked, r0: float) -> np.ndarray:
-    """W(r) = r0 (1 - exp(-r / r0)): rules of a walk that pay the warm-up cost."""
-    r = np.asarray(rules_walked, dtype=np.float64)
-    return r0 * (1.0 - np.exp(-r / r0))
+        """Predicted latency difference between two positions (ns): kernels.costmodel's
+        iptables_rules_ns(drules, S, ks_pos) - iptables_rules_ns(0, S, ks_first)."""
+        kw = self.terms()
+        return (iptables_rules_ns(drules, chain_bytes, ks_pos, **kw)
+                - iptables_rules_ns(0.0, chain_bytes, ks_first, **kw))
 
 
 REL_FLOOR = 0.02
@@ -594,10 +586,22 @@ def measure_point(mode: str, n: int, settings: Settings, renderers, log=print) -
         f"change={change_med:.4f}s")
     return Point(mode=mode, n_services=n, rounds=rounds, targets=targets,
                  rules_model=rules_model, samples=samples, chain_rules=len(order),
-                 chain_bytes=rules.iptables_chain_bytes(ipt_text),
+                 chain_bytes=int(kube_services_bytes(_kube_services_rules(ipt_text))),
                  counts=counts, change_counts=change_counts, load_initial_s=load_initial,
                  load_full_s=load_full, change_s=change, list_s=list_s,
                  vmap_samples=vmap_samples, simplified=simplified)
+
+
+def _kube_services_rules(text: str) -> int:
+    """Rules of the nat KUBE-SERVICES chain in iptables-restore text (its walk's length)."""
+    table = None
+    n = 0
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif table == "nat" and line.startswith("-A KUBE-SERVICES "):
+            n += 1
+    return n
 
 
 def _vmap_bench(listen_port: int) -> str:
@@ -695,17 +699,16 @@ def provenance(settings: Settings, started, rule_source: str, count_source: str)
 def costmodel_table(fits: dict) -> dict[str, float]:
     """[costmodel] values named as kernels.costmodel / kernels.sync name them.
 
-    rule_ns (in-cache cost) / base_ns from iptables-legacy (the mode of validation case 17),
-    vmap_lookup_ns from nftables, sync costs of each mode under its own keys (sync_ns_fixed
-    from iptables-legacy).
+    The iptables-legacy rule fit (the mode of validation case 17) as kernels.costmodel's
+    cache-aware per-rule keys (``COSTMODEL_RULE_KEYS``; a term the fit left out is written with
+    0 ns and without its shape keys, so the cost model's inert defaults apply), base_ns from
+    iptables-legacy, vmap_lookup_ns from nftables, sync costs of each mode under its own keys
+    (sync_ns_fixed from iptables-legacy).
     """
     table: dict[str, float] = {}
     legacy = fits["rules"].get("iptables-legacy")
     if legacy and math.isfinite(legacy["rule_hot_ns"]):
-        # kernels.costmodel has one rule_ns: the in-cache cost (what validation case 17 calls
-        # the cost of an extra KUBE-SERVICES rule); the cache and warm-up terms are in
-        # [provenance.rules.*] until the cost model can take them.
-        table["rule_ns"] = legacy["rule_hot_ns"]
+        table.update(costmodel_rule_keys(legacy))
     base = fits["base"].get("iptables-legacy") or next(iter(fits["base"].values()), None)
     if base and math.isfinite(base["base_ns"]):
         table["base_ns"] = base["base_ns"]
@@ -717,6 +720,33 @@ def costmodel_table(fits: dict) -> dict[str, float]:
             if not key.endswith("_se") and math.isfinite(value):
                 table[key] = max(value, 0.0)
     return table
+
+
+COSTMODEL_RULE_KEYS = {
+    "rule_ns": "rule_hot_ns", "rule_cold_ns": "rule_cold_ns", "rule_cache_bytes": "cache_bytes",
+    "rule_cache_k": "cache_k", "rule_far_ns": "rule_far_ns", "rule_far_rules": "far_rules",
+    "rule_warm_ns": "warm_ns", "rule_warm_rules": "warm_rules",
+}
+"""kernels.costmodel.CostModel key -> RuleFit field."""
+_TERM_OF = {"rule_cache_bytes": "rule_cold_ns", "rule_cache_k": "rule_cold_ns",
+            "rule_far_rules": "rule_far_ns", "rule_warm_rules": "rule_warm_ns"}
+
+
+def costmodel_rule_keys(fit: dict) -> dict[str, float]:
+    """[costmodel] rule keys of one RuleFit (as a dict): finite values only; a term that is
+    off (0 ns, or its shape not finite) is written as 0 ns without its shape."""
+    out = {}
+    for key, field_name in COSTMODEL_RULE_KEYS.items():
+        value = float(fit[field_name])
+        if key in _TERM_OF or key == "rule_ns" or not math.isfinite(value):
+            continue
+        shapes = [s for s, t in _TERM_OF.items() if t == key]
+        on = value > 0 and all(math.isfinite(float(fit[COSTMODEL_RULE_KEYS[s]]))
+                               for s in shapes)
+        out[key] = value if on else 0.0
+        if on:
+            out.update({s: float(fit[COSTMODEL_RULE_KEYS[s]]) for s in shapes})
+    return {"rule_ns": float(fit["rule_hot_ns"]), **out}
 
 
 def _toml_value(v) -> str:

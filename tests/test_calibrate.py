@@ -171,6 +171,77 @@ def test_calibration_toml_is_accepted_by_the_cost_model(tmp_path):
                                       if k in CostModel().as_dict()})
     assert model.rule_ns == pytest.approx(table["rule_ns"])
     assert raw["provenance"]["rules"]["iptables-legacy"]["rule_ns_se"] >= 0
+    # every cache-aware term the fit chose is in [costmodel] (synthetic data: cache term on)
+    legacy = raw["provenance"]["rules"]["iptables-legacy"]
+    assert legacy["rule_cold_ns"] > 0
+    assert model.rule_cold_ns == pytest.approx(legacy["rule_cold_ns"])
+    assert model.rule_cache_bytes == pytest.approx(legacy["cache_bytes"])
+    assert model.rule_cache_k == legacy["cache_k"]
+
+
+EXAMPLE = REPO / "results" / "baseline" / "calibration-example.toml"
+
+
+def _example_fits() -> dict:
+    return tomllib.loads(EXAMPLE.read_text())["provenance"]["rules"]
+
+
+@pytest.mark.parametrize("mode", ["iptables-legacy", "iptables-nft"])
+def test_rulefit_prediction_equals_the_cost_model(mode):
+    """RuleFit.diff_ns (calibrate's prediction) == CostModel from the [costmodel] keys."""
+    from kernels.costmodel import CostModel, kube_services_bytes
+
+    fit = _example_fits()[mode]
+    rf = cal.RuleFit(**fit)
+    keys = cal.costmodel_rule_keys(fit)
+    assert set(keys) <= set(cal.COSTMODEL_RULE_KEYS)
+    model = CostModel.from_overrides(keys, source=str(EXAMPLE))
+    for n in (10, 100, 300, 1000, 10_000, 100_000):
+        s = kube_services_bytes(n + 1)
+        for first, pos in ((1, n), (1, n // 2 + 1), (3, n + 1)):
+            drules = pos - first
+            want = float(rf.diff_ns(drules, s, first, pos))
+            got = float(model.rules_ns(drules, s, pos) - model.rules_ns(0, s, first))
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-6), (n, first, pos)
+
+
+def test_example_calibration_reproduces_its_report_and_raises_large_chains():
+    """results/baseline/calibration-example: the cost model from its iptables-legacy fit
+    predicts the report's last-first differences (N=10 56 ns ... N=100,000 19,747,463 ns,
+    within 1 ns); small N stays within 1 % of the in-cache slope, large N is far above it."""
+    from kernels.costmodel import CostModel, kube_services_bytes
+
+    model = CostModel.from_overrides(cal.costmodel_rule_keys(_example_fits()["iptables-legacy"]))
+    report = {10: 56, 100: 619, 300: 1869, 1000: 6249, 10_000: 233_513, 100_000: 19_747_463}
+    for n, pred in report.items():
+        s = kube_services_bytes(n + 1)
+        diff = float(model.rules_ns(n - 1, s, n) - model.rules_ns(0, s, 1))
+        assert diff == pytest.approx(pred, abs=1.0), n
+        ratio = diff / (model.rule_ns * (n - 1))
+        if n <= 1000:
+            assert 1.0 <= ratio < 1.01, (n, ratio)
+        elif n == 100_000:
+            assert ratio > 20, ratio
+
+
+def test_chain_bytes_use_the_cost_model_rule_size():
+    """calibrate's chain bytes (rule count x kernels.costmodel.KUBE_SERVICES_RULE_BYTES) equal
+    the struct-by-struct size of the loaded KUBE-SERVICES text (the project's layout)."""
+    from kernels.costmodel import KUBE_SERVICES_RULE_BYTES
+
+    text = _project_iptables_text(rules.calibration_cluster(50, 18080, seed=1))
+    n = cal._kube_services_rules(text)
+    assert n == 51  # 50 Services + the KUBE-NODEPORTS jump
+    assert n * KUBE_SERVICES_RULE_BYTES == rules.iptables_chain_bytes(text)
+
+
+def test_off_terms_are_written_as_zero_without_shape():
+    fit = {**_example_fits()["iptables-legacy"], "warm_ns": 0.0, "warm_rules": float("nan"),
+           "rule_far_ns": 5.0, "far_rules": float("inf")}
+    keys = cal.costmodel_rule_keys(fit)
+    assert keys["rule_warm_ns"] == 0.0 and "rule_warm_rules" not in keys
+    assert keys["rule_far_ns"] == 0.0 and "rule_far_rules" not in keys
+    assert keys["rule_cold_ns"] > 0 and keys["rule_cache_k"] == 4.0
 
 
 def test_report_writes_markdown_and_png(tmp_path):

@@ -6,7 +6,14 @@ popularity. The first packets of ``packets`` new connections (kernels.traffic.ma
 through the mode's model (kernels.iptables / ipvs / nftables / userspace) and nf_conntrack
 (kernels.conntrack); ``established_packets`` packets of ``live_connections`` live flows go
 through conntrack (and the IPVS connection table in ipvs mode). The cost model
-(kernels.costmodel, overridable by ``kpbench run --calibration``) prices the counts.
+(kernels.costmodel, overridable by ``kpbench run --calibration``) prices the counts; iptables
+rules with its cache-aware per-rule cost (``CostModel.rules_ns``): iptables mode passes the nat
+KUBE-SERVICES chain's bytes (rules x ``KUBE_SERVICES_RULE_BYTES``, as ``kpbench calibrate``
+computes them) and each packet's KUBE-SERVICES walk (rules evaluated in it); userspace mode
+passes KUBE-PORTALS-CONTAINER's bytes (the same per-rule size: ≈ the two portal chains a
+proxied connection walks, ~232 bytes a rule each) and its rules evaluated as the walk (the
+portal walks dominate; its two walks are priced as one). With the default cost model (cache
+terms off) that is ``rule_ns`` per rule, as before.
 
 ``first_packet_ops`` = rules evaluated (iptables, userspace); set/map lookups + rules evaluated
 + hash probes inside the lookups (nftables); hash probes (service table, connection table,
@@ -280,11 +287,14 @@ def run_point(params: dict, seed: int, calibration: dict) -> dict:
     counts = dict(rules=zeros, matches=zeros, jumps=zeros, hash_probes=zeros,
                   vmap_lookups=zeros, sched_steps=zeros, userspace_conns=zeros)
     if mode == "iptables":
-        from kernels.iptables import traverse
+        from kernels.iptables import TABLE_NAT, traverse
 
-        res = traverse(tables, pk, seed=seed)
+        ks = tables.find_chain("KUBE-SERVICES", TABLE_NAT)
+        res = traverse(tables, pk, seed=seed, watch_chain=ks)
         rules = res.rules_evaluated.astype(np.float64)
-        counts.update(rules=rules, matches=res.matches_tested - rules, jumps=res.jumps)
+        counts.update(rules=rules, matches=res.matches_tested - rules, jumps=res.jumps,
+                      chain_bytes=cm.kube_services_bytes(tables.rules_per_chain()[ks]),
+                      walked=res.watch_rules)
         reply_a = res.dnat_addr.astype(np.int64)
         reply_p = res.dnat_port.astype(np.int64)
         ops = rules
@@ -348,7 +358,9 @@ def run_point(params: dict, seed: int, calibration: dict) -> dict:
     else:
         r = us.first_packets(tables, dst, dport, proto, shuffle_seed=seed + 8)
         counts.update(rules=r["rules"], matches=r["matches"], jumps=r["jumps"],
-                      sched_steps=r["sched_steps"], userspace_conns=r["conns"])
+                      sched_steps=r["sched_steps"], userspace_conns=r["conns"],
+                      chain_bytes=cm.kube_services_bytes(tables.p_dst.shape[0]),
+                      walked=r["rules"])
         hit = r["dest"] >= 0
         reply_a, reply_p = dst, dport  # REDIRECT to the proxy's local port
         ops = r["rules"].astype(np.float64)

@@ -107,3 +107,24 @@ def test_kube_services_rule_bytes():
     # ipt_entry 112 + comment match 288 + tcp/addrtype match 48 + standard target 40
     assert cm.KUBE_SERVICES_RULE_BYTES == 488
     assert cm.kube_services_bytes(101) == 101 * 488
+
+
+def test_scaling_kind_uses_the_cache_aware_rule_cost():
+    """Through harness.kinds.scaling: terms off (any shape) change nothing; the example
+    machine's terms leave 10 Services within 1 % and raise 20,000 Services > 3x (iptables,
+    userspace)."""
+    from harness.kinds import scaling
+
+    off = {"rule_cache_bytes": 1.0, "rule_far_rules": 0, "rule_warm_rules": 1}
+    legacy = {"rule_ns": 6.25, "rule_cold_ns": 26.57, "rule_cache_bytes": 4.21e6,
+              "rule_cache_k": 4, "rule_far_ns": 208.8, "rule_far_rules": 21135}
+    for mode in ("iptables", "userspace"):
+        ratios = {}
+        for n in (10, 20_000):
+            p = {"mode": mode, "services": n, "endpoints_per_service": 2, "packets": 200,
+                 "established_packets": 20, "live_connections": 50}
+            base = scaling.run_point(p, 1, {})
+            assert scaling.run_point(p, 1, off) == base
+            hot = scaling.run_point(p, 1, {"rule_ns": 6.25})["first_packet_ns_mean"]
+            ratios[n] = scaling.run_point(p, 1, legacy)["first_packet_ns_mean"] / hot
+        assert 1.0 <= ratios[10] < 1.01 and ratios[20_000] > 3.0, (mode, ratios)

@@ -150,7 +150,11 @@ def bench_name(entry: dict) -> str:
 
 def suite_from_pytest_json(doc: dict, statistic: str = DEFAULT_STATISTIC,
                            source: str = "benchmark JSON") -> Suite:
-    """Normalise a pytest-benchmark JSON document written with kpbench's benchmarks/conftest.py."""
+    """Normalise a pytest-benchmark JSON document written with kpbench's benchmarks/conftest.py.
+
+    Each time is divided by the reference loop timed beside that benchmark
+    (``extra_info.kp_reference_s``), else by the session's fastest reference loop.
+    """
     info = doc.get("kpbench") or {}
     ref = info.get("reference_s")
     if not isinstance(ref, int | float) or not ref > 0:
@@ -165,7 +169,9 @@ def suite_from_pytest_json(doc: dict, statistic: str = DEFAULT_STATISTIC,
                             f"got {seconds!r}")
         extra = dict(entry.get("extra_info") or {})
         name = bench_name(entry)
-        figures[name] = Figure(name=name, figure=seconds / ref, seconds=float(seconds),
+        local = extra.get("kp_reference_s")
+        local = float(local) if isinstance(local, int | float) and local > 0 else float(ref)
+        figures[name] = Figure(name=name, figure=seconds / local, seconds=float(seconds),
                                rounds=int(stats.get("rounds", 0)),
                                quick=bool(extra.pop("kp_quick", True)), extra_info=extra)
     return Suite(figures=figures, reference_s=float(ref), statistic=statistic,
@@ -470,10 +476,15 @@ def golden_diff(expected: pd.DataFrame, got: pd.DataFrame, key_columns: list[str
 
     def index(df: pd.DataFrame) -> dict[tuple, tuple[str, pd.Series]]:
         params = _param_columns(df)
+        varying: dict[Any, list[str]] = {}
+        groups = df.groupby("kind", dropna=False) if "kind" in df.columns else [(None, df)]
+        for kind, sub in groups:
+            varying[kind] = [c for c in params if sub[c].nunique(dropna=False) > 1]
         out: dict[tuple, tuple[str, pd.Series]] = {}
         for _, row in df.iterrows():
             ident = tuple(_scalar(row[k]) for k in key_columns)
-            key = _row_key(row, key_columns, params)
+            shown = varying.get(row["kind"] if "kind" in df.columns else None, params)
+            key = _row_key(row, key_columns, shown)
             if ident in out:
                 raise UserError(f"golden: rows: expected unique keys over {key_columns}, got "
                                 f"duplicate {key}")

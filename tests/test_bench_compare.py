@@ -68,6 +68,16 @@ def test_threshold_is_a_boundary_that_can_fail() -> None:
     assert bench.compare(suite(BASE_TIMES), suite(just_under), 0.25).ok
 
 
+def test_local_reference_beside_each_benchmark_is_preferred() -> None:
+    """A benchmark that ran while the machine was 2x loaded: its local reference was too."""
+    doc = pytest_json(BASE_TIMES, 0.005)
+    doc["benchmarks"][0]["stats"]["min"] *= 2
+    doc["benchmarks"][0]["extra_info"]["kp_reference_s"] = 0.010
+    s = bench.suite_from_pytest_json(doc)
+    assert s.figures["bench_iptables.py::test_traverse[100000]"].figure == pytest.approx(4.0)
+    assert bench.compare(suite(BASE_TIMES), s, 0.25).ok
+
+
 def test_uniformly_slower_machine_is_not_a_regression() -> None:
     """Every benchmark and the reference loop 2.5x slower: figures unchanged, gate passes."""
     slower = {name: t * 2.5 for name, t in BASE_TIMES.items()}

@@ -4,8 +4,8 @@
 * Machine-speed reference: a fixed numba loop of known work (``REF_ITERS`` rounds of a 64-bit
   integer hash mixed with lookups in an L2-sized table) timed in the same process just before and
   after every benchmark test (``extra_info.kp_reference_s``, the fastest of those) and over the
-  session (``kpbench.reference_s``). ``harness.bench`` divides every benchmark time by its local
-  reference, so a uniformly slower (or more loaded) machine is not a regression.
+  session (``kpbench.reference_s``, their minimum). ``harness.bench`` divides every benchmark
+  time by the session reference, so a uniformly slower machine is not a regression.
 * ``--kp-quick``: the quick subset (``kpbench bench --quick``). Tests marked ``slow`` and those
   matching ``SLOW_NAMES`` are outside it; each JSON entry records ``extra_info.kp_quick``.
 * Fixtures for benchmark authors: ``warm_jit`` (call once to compile before timing),
@@ -138,9 +138,9 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list,
 
 @pytest.fixture(autouse=True)
 def _measure_reference(request: pytest.FixtureRequest):
-    """Time the reference loop just before and just after every benchmark test; the fastest of
-    these is that benchmark's local reference (``extra_info.kp_reference_s``): load on a shared
-    machine varies over a run, and the local reference sees the same load as the benchmark."""
+    """Time the reference loop just before and just after every benchmark test: samples for the
+    session minimum, and the benchmark's local reference (``extra_info.kp_reference_s``, to tell
+    load from regression when reading a result)."""
     if "benchmark" not in request.fixturenames:
         yield
         return

@@ -329,7 +329,7 @@ def decision_cost(st, svc, caddr, cport, *, repeats: int = 3) -> dict:
 
 def stability(res, backends, offered_load: float | None = None) -> dict:
     """Stability verdict and loads (module docstring): ``stable``, ``max_group_load``,
-    ``max_backend_load``, and per-used-slot ``rho_b``."""
+    ``max_backend_load``."""
     used = res.backend_area[2] > 0
     cap_rate = (backends.workers * backends.rate)[used]
     cap_time = cap_rate * res.backend_area[2][used]
@@ -348,7 +348,7 @@ def stability(res, backends, offered_load: float | None = None) -> dict:
     unstable = bool(over_b.any() or over_g.any() or (near_g & (backlog_g >= sd_g)).any()
                     or (offered_load is not None and offered_load >= 1.0))
     return {"stable": not unstable, "max_group_load": float(rho_g.max()),
-            "max_backend_load": float(rho_b.max()), "rho_b": rho_b}
+            "max_backend_load": float(rho_b.max())}
 
 
 def summarize(res, wl, backends, mean_service_s: float, svc_pop=None,

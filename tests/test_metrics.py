@@ -67,7 +67,8 @@ def test_binomial_cov_through_scheduler_kernels(sched, n, cov_expected):
     keys through the scheduler kernels' batch API (kernels.schedulers.schedule_batch), n
     backends, 400 seeds: mean CoV within 5% of √((n−1)/m), mean Jain within 5e-4 of
     1/(1 + CoV²). 400, not 100, seeds: at n = 10 the expected mean CoV is already 2.8% below
-    √((n−1)/m) (E√χ²₉/9 = 0.972) and 100 seeds leave a 2.3% standard error on it. statistic/numgen draw from the state's PRNG (seeded per seed); mh (kube-proxy's
+    √((n−1)/m) (E√χ²₉/9 = 0.972) and 100 seeds leave a 2.3% standard error on it.
+    statistic/numgen draw from the state's PRNG (seeded per seed); mh (kube-proxy's
     M = 4093, mh-port) and sh hash the keys. sh uses 2^20 buckets (sh_bits 20, spec A.7 range):
     with the default 256, n ∤ 256 leaves 25 vs 26 buckets per backend (case 8), a fixed ±2%
     share spread that alone is a CoV of ~0.02 at n = 10."""

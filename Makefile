@@ -6,12 +6,13 @@ TESTS  ?=
 # TESTS selects test files/options, e.g. `make test TESTS=tests/test_config.py`
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv run test test-default test-slow bench lint netfilter-tools clean-results
+.PHONY: help venv run test test-default test-slow bench bench-quick lint test-tools clean-results
 
 help:
 	@echo "make run    run experiments/quickstart.toml (creates .venv on first use)"
 	@echo "make test   whole test suite: default tests, then slow-marked ones"
-	@echo "make bench  pytest-benchmark suites in benchmarks/"
+	@echo "make bench  benchmark suite + golden gate vs results/baseline (kpbench bench)"
+	@echo "make bench-quick  what CI runs: quick speed gate (60%) + strict golden gate"
 	@echo "make lint   ruff"
 
 venv: $(STAMP)
@@ -28,7 +29,7 @@ run: venv
 # pytest exit code 5 means "no tests selected" (e.g. no slow tests yet): not a failure.
 PYTEST_OK = status=$$?; if [ $$status -ne 0 ] && [ $$status -ne 5 ]; then exit $$status; fi
 
-test: venv netfilter-tools
+test: venv test-tools
 	$(BIN)/python -m pytest -m "not slow" $(TESTS); $(PYTEST_OK)
 	$(BIN)/python -m pytest -m slow $(TESTS); $(PYTEST_OK)
 
@@ -39,21 +40,26 @@ test-slow: venv
 	$(BIN)/python -m pytest -m slow $(TESTS); $(PYTEST_OK)
 
 bench: venv
-	@if [ -d benchmarks ]; then $(BIN)/python -m pytest benchmarks/; $(PYTEST_OK); \
-	else echo "no benchmarks/ yet"; fi
+	$(BIN)/kpbench bench
+
+bench-quick: venv
+	bash .ci/bench
 
 lint: venv
 	$(BIN)/ruff check .
 
-# Tests that exercise real netfilter need iptables/nft/ip; as root on Debian, install them.
-# Failure is tolerated: those tests skip with a reason.
-netfilter-tools:
+# Tests that exercise real netfilter need iptables/nft/ip, and the report.html test headless
+# Chromium; as root on Debian, install them from Debian's packages. Failure is tolerated: those
+# tests skip with the reason printed.
+TEST_TOOLS = iptables nft ip chromium
+test-tools:
 	@if [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && \
-	   ! { command -v iptables && command -v nft && command -v ip; } >/dev/null 2>&1; then \
-	  echo "installing iptables nftables iproute2 (for netfilter tests)"; \
+	   ! { for t in $(TEST_TOOLS); do command -v $$t || exit 1; done; } >/dev/null 2>&1; then \
+	  echo "installing iptables nftables iproute2 chromium (for netfilter and browser tests)"; \
 	  { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables nftables iproute2; } \
-	    || echo "warning: could not install netfilter tools; tests needing them will skip"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables nftables iproute2 \
+	      chromium >/dev/null; } \
+	    || echo "warning: could not install test tools; tests needing them will skip"; \
 	fi
 
 clean-results:

@@ -9,8 +9,12 @@ TIME_WAIT (120 s) (spec A.3).
 * ``test_connsim_throughput``: simulated connections per second of kernels.connsim (200k
   connections per call, JIT warmed first). ``extra_info``: ``connections_per_s``, events/s.
 * ``test_connsim_vs_simpy``: the same, plus the SimPy model of the same scenario timed in the same
-  session (``simpy_connections_per_s``) and ``speedup_vs_simpy`` (target >= 50). Both models'
-  mean sojourn times are recorded (they must agree to a few percent). Outside the quick subset.
+  session (``simpy_connections_per_s``) and ``speedup_vs_simpy`` (target >= 50). Both models
+  run the SAME 20k-connection workload once more for ``kernel_mean_sojourn_s`` and
+  ``simpy_mean_sojourn_s``, asserted equal to 1e-9 (sojourn = first request to last response,
+  handshake excluded, every connection, no warm-up cut, in both). The 200k-connection timing
+  workload is a different sample path; its mean is ``kernel_200k_mean_sojourn_s``. Outside the
+  quick subset.
 """
 
 from __future__ import annotations
@@ -115,8 +119,9 @@ def test_connsim_vs_simpy(benchmark, warm_jit, record_info):
     assert done == N_SIMPY
     kernel_rate = N_CONN / benchmark.stats.stats.min
     simpy_rate = N_SIMPY / best
-    kernel_mean = float(np.mean(r.conn_sojourn))
-    assert simpy_mean == pytest.approx(float(np.mean(_run_kernel(ws).conn_sojourn)), rel=1e-9)
+    kernel_mean = float(np.mean(_run_kernel(ws).conn_sojourn))
+    assert simpy_mean == pytest.approx(kernel_mean, rel=1e-9)
     record_info(per_call=N_CONN, unit="connections", simpy_connections_per_s=simpy_rate,
                 speedup_vs_simpy=kernel_rate / simpy_rate, kernel_mean_sojourn_s=kernel_mean,
-                simpy_mean_sojourn_s=simpy_mean)
+                simpy_mean_sojourn_s=simpy_mean,
+                kernel_200k_mean_sojourn_s=float(np.mean(r.conn_sojourn)))

@@ -160,6 +160,10 @@ def run_sweep(experiment: Experiment, store: RunStore, executor: Executor,
         if todo:
             fn = functools.partial(run_task, calibration=experiment.calibration)
             setup = functools.partial(warm_kinds, tuple(experiment.kinds))
+            if progress:
+                bar.write("kpbench: warming up the JIT in each worker (after a fresh clone or a "
+                          "kernel change this compiles the kernels: minutes on 2 cores; later "
+                          "runs load them from numba's cache)", file=sys.stderr)
             results = executor.map_unordered(fn, todo, setup)
             try:
                 for result in results:

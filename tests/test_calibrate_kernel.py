@@ -33,7 +33,7 @@ def quick_run():
     try:
         preflight()
     except UserError as exc:
-        pytest.skip(f"real-kernel calibration not possible here: {exc}")
+        pytest.skip(reason=f"real-kernel calibration not possible here: {exc}")
     before = host_ruleset_snapshot()
     ns_before = _namespaces()
     settings = cal.Settings(**{**cal.Settings.quick(SERVICES).__dict__,

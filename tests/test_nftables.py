@@ -109,11 +109,11 @@ def test_nft_text_loads_in_a_private_namespace():
     import subprocess
 
     if shutil.which("nft") is None or shutil.which("unshare") is None:
-        pytest.skip("needs nft and unshare")
+        pytest.skip(reason="needs nft and unshare")
     _, _, text = _render(1)
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
     if probe.returncode != 0:
-        pytest.skip("needs root / CAP_SYS_ADMIN for a private network namespace")
+        pytest.skip(reason="needs root / CAP_SYS_ADMIN for a private network namespace")
     res = subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=text, text=True,
                          capture_output=True, timeout=60)
     assert res.returncode == 0, res.stderr[:2000]

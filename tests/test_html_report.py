@@ -184,7 +184,7 @@ def browser(tmp_path_factory):
         reason = ("headless Chromium not found (looked for chromium, chromium-browser, "
                   "google-chrome); on Debian: apt-get install -y chromium")
         print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
+        pytest.skip(reason=reason)
     profile = tmp_path_factory.mktemp("chromium-profile")
     log = open(profile.parent / "chromium.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(

@@ -48,16 +48,16 @@ def _variants() -> list[tuple[str, str, str]]:
 @pytest.fixture(scope="module")
 def netns():
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip("needs root to create a private network namespace (ip netns add)")
+        pytest.skip(reason="needs root to create a private network namespace (ip netns add)")
     ip = _tool("ip")
     if ip is None:
-        pytest.skip("iproute2 'ip' not found (apt-get install -y iproute2)")
+        pytest.skip(reason="iproute2 'ip' not found (apt-get install -y iproute2)")
     if not _variants():
-        pytest.skip("iptables-restore not found (apt-get install -y iptables)")
+        pytest.skip(reason="iptables-restore not found (apt-get install -y iptables)")
     name = f"kpb-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     made = subprocess.run([ip, "netns", "add", name], capture_output=True, text=True)
     if made.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {made.stderr.strip()}")
+        pytest.skip(reason=f"cannot create a network namespace: {made.stderr.strip()}")
     try:
         subprocess.run([ip, "netns", "exec", name, ip, "link", "set", "lo", "up"], check=True)
         yield ip, name
@@ -82,7 +82,7 @@ def _cluster():
 def test_kernel_accepts_compiled_and_handwritten_rules(netns, variant):
     tools = {v: (r, s) for v, r, s in _variants()}
     if variant not in tools:
-        pytest.skip(f"{variant}-restore/-save not installed")
+        pytest.skip(reason=f"{variant}-restore/-save not installed")
     restore, _save = tools[variant]
     c = _cluster()
     for opts in ({}, {"masquerade_all": True, "localhost_nodeports": False, "comments": False}):
@@ -98,7 +98,7 @@ def test_kernel_accepts_compiled_and_handwritten_rules(netns, variant):
 def test_kernel_dump_traces_like_compiled_arrays(netns, variant):
     tools = {v: (r, s) for v, r, s in _variants()}
     if variant not in tools:
-        pytest.skip(f"{variant}-restore/-save not installed")
+        pytest.skip(reason=f"{variant}-restore/-save not installed")
     restore, save = tools[variant]
     c = _cluster()
     rs = ipt.compile_cluster(c)

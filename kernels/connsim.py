@@ -158,9 +158,21 @@ not incref/decref each array argument."""
 
 
 # ---------------------------------------------------------------- binary heap (time, seq) order
+@njit(cache=True)
+def _heap_grow(ht, hs, hp):
+    n = ht.shape[0]
+    nt = np.empty(2 * n)
+    ns = np.empty(2 * n, np.int64)
+    npay = np.empty(2 * n, np.int64)
+    nt[:n] = ht
+    ns[:n] = hs
+    npay[:n] = hp
+    return nt, ns, npay
+
+
 @_hot
 def _heap_push(ht, hs, hp, n, t, seq, payload):
-    """Push into a heap with room for it (sized for every entry that can be pending)."""
+    """Push into a heap with room for it (callers grow it first with _heap_grow)."""
     i = n
     while i > 0:
         parent = (i - 1) >> 1
@@ -239,45 +251,77 @@ I_GRACEFUL, I_N_SERIES, I_N_BINS, I_LOG_CAP, I_LB_GC = range(5)
 N_IP = 5
 
 
-@_hot
-def _fifo_pending(fhead, ftail):
-    for q in range(fhead.shape[0]):
-        if fhead[q] < ftail[q]:
-            return True
-    return False
-
-
-@_hot
-def _any(a):
-    for k in range(a.shape[0]):
-        if a[k]:
-            return True
-    return False
-
-
-@_hot
-def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_think, svc_vip,
-         be_service, be_addr, be_rate, be_workers, be_present, be_weight, ch_time, ch_kind,
-         ch_backend, fp, ip, c_state, c_phase, c_backend, c_dest, c_req, c_t_req, c_first, c_wait,
-         c_tdone, c_sojourn, c_qnext, req_resp, b_dest, d2b, b_alive, b_pending, b_in_sched,
-         b_busy, b_qhead, b_qtail, b_act, b_inact, b_conns, b_work, b_work2, b_backlog, last,
-         area, bin_area, series, stats, log_t, log_kind, log_id, ht, hs, hp, ft, fs, fpay, fhead,
-         ftail):
-    """The event loop of :func:`_simulate` on preallocated arrays (no allocation, so compiled
-    without reference counting). Returns (events logged, backlog snapshot taken)."""
+@njit(cache=True)
+def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_think,
+              svc_vip, be_service, be_addr, be_rate, be_workers, be_present, be_weight,
+              ch_time, ch_kind, ch_backend, fp, ip):
     n = arrival.shape[0]
     nb = be_service.shape[0]
+    n_req = req_size.shape[0]
     handshake = fp[F_HANDSHAKE]
-    t_hi = fp[F_T_HI]
     t_lo = fp[F_T_LO]
+    t_hi = fp[F_T_HI]
     graceful = ip[I_GRACEFUL] != 0
     n_series = ip[I_N_SERIES]
     n_bins = ip[I_N_BINS]
     log_cap = ip[I_LOG_CAP]
-    n_log = 0
+
+    # connections
+    c_state = np.zeros(n, np.int8)
+    c_phase = np.zeros(n, np.int8)
+    c_backend = np.full(n, -1, np.int64)
+    c_dest = np.full(n, -1, np.int64)
+    c_req = np.zeros(n, np.int64)  # index of the current request
+    c_t_req = np.zeros(n)  # time the current request was issued
+    c_first = np.zeros(n)  # time the first request was issued
+    c_wait = np.zeros(n)
+    c_tdone = np.zeros(n)  # completion time of the request in service
+    c_sojourn = np.full(n, np.nan)
+    c_qnext = np.full(n, -1, np.int64)
+    req_resp = np.full(n_req, np.nan)
+    # backends
+    b_dest = np.full(nb, -1, np.int64)
+    d2b = np.full(st.addr.shape[0], -1, np.int64)
+    b_alive = np.zeros(nb, np.bool_)
+    b_pending = np.zeros(nb, np.bool_)  # weight 0, waiting for graceful deletion (spec B.2)
+    b_in_sched = np.zeros(nb, np.bool_)
+    b_busy = np.zeros(nb, np.int64)
+    b_qhead = np.full(nb, -1, np.int64)
+    b_qtail = np.full(nb, -1, np.int64)
+    b_act = np.zeros(nb, np.int64)  # mirror of IPVS activeconns / inactconns
+    b_inact = np.zeros(nb, np.int64)
+    b_conns = np.zeros(nb, np.int64)  # connections bound in the window
+    b_work = np.zeros(nb)  # work of the connections bound in the window (offered load)
+    b_work2 = np.zeros(nb)
+    b_backlog = np.zeros(nb)  # unfinished work at t_hi (queued + rest of the one in service)
     snapped = False
+    last = np.zeros(nb)
+    area = np.zeros((3, nb))  # time integrals of activeconns, busy workers, pod alive
+    bin_area = np.zeros(max(n_series, 1))
+    series = np.zeros((max(n_bins, 1), max(n_series, 1)))
+    # stats: events, broken, refused, dropped, live at churn, events by kind...
+    stats = np.zeros(8 + N_EV, np.int64)
+    log_t = np.zeros(log_cap)
+    log_kind = np.zeros(log_cap, np.int64)
+    log_id = np.zeros(log_cap, np.int64)
+    n_log = 0
+
+    cap = 1024
+    ht = np.empty(cap)
+    hs = np.empty(cap, np.int64)
+    hp = np.empty(cap, np.int64)
     hn = 0
     seq = 0
+    # constant-delay events (handshake, expiry after close, expiry after reset, pod kill) are
+    # created in time order, so each kind is a FIFO; the next event is the (time, seq) minimum
+    # of the heap top and the FIFO heads - the same order a single heap would give
+    fcap = n + ch_time.shape[0] + 1
+    ft = np.empty((N_FIFO, fcap))
+    fs = np.empty((N_FIFO, fcap), np.int64)
+    fpay = np.empty((N_FIFO, fcap), np.int64)
+    fhead = np.zeros(N_FIFO, np.int64)
+    ftail = np.zeros(N_FIFO, np.int64)
+
     for b in range(nb):
         if be_present[b]:
             b_dest[b] = add_dest(st, be_service[b], be_addr[b], BACKEND_PORT, be_weight[b])
@@ -285,17 +329,25 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
             b_in_sched[b] = True
             b_alive[b] = True
     if n > 0:
+        if hn == ht.shape[0]:
+            ht, hs, hp = _heap_grow(ht, hs, hp)
         hn = _heap_push(ht, hs, hp, hn, arrival[0], seq, 0 * N_EV + EV_ARRIVAL)
         seq += 1
     for e in range(ch_time.shape[0]):
+        if hn == ht.shape[0]:
+            ht, hs, hp = _heap_grow(ht, hs, hp)
         hn = _heap_push(ht, hs, hp, hn, ch_time[e], seq, e * N_EV + EV_CHURN)
         seq += 1
     for k in range(n_bins):
+        if hn == ht.shape[0]:
+            ht, hs, hp = _heap_grow(ht, hs, hp)
         hn = _heap_push(ht, hs, hp, hn, (k + 1) * fp[F_BIN], seq,
                                     k * N_EV + EV_SAMPLE)
         seq += 1
     check_armed = False
     if ip[I_LB_GC] != 0:  # lblc/lblcr cache GC timer (spec A.9)
+        if hn == ht.shape[0]:
+            ht, hs, hp = _heap_grow(ht, hs, hp)
         hn = _heap_push(ht, hs, hp, hn, LB_GC_INTERVAL, seq, EV_LBGC)
         seq += 1
 
@@ -333,6 +385,8 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
         if kind == EV_ARRIVAL:
             i = x
             if i + 1 < n:
+                if hn == ht.shape[0]:
+                    ht, hs, hp = _heap_grow(ht, hs, hp)
                 hn = _heap_push(ht, hs, hp, hn, arrival[i + 1], seq,
                                             (i + 1) * N_EV + EV_ARRIVAL)
                 seq += 1
@@ -383,6 +437,8 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                 c_req[i] = req_ptr[i]
                 c_first[i] = t
                 c_phase[i] = PH_THINK
+                if hn == ht.shape[0]:
+                    ht, hs, hp = _heap_grow(ht, hs, hp)
                 hn = _heap_push(ht, hs, hp, hn, t + req_think[req_ptr[i]], seq,
                                             i * N_EV + EV_ISSUE)
                 seq += 1
@@ -400,6 +456,8 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                     b_busy[b] += 1
                     c_phase[i] = PH_SERVICE
                     c_tdone[i] = t + req_size[r] / be_rate[b]
+                    if hn == ht.shape[0]:
+                        ht, hs, hp = _heap_grow(ht, hs, hp)
                     hn = _heap_push(ht, hs, hp, hn, c_tdone[i], seq, i * N_EV + EV_DONE)
                     seq += 1
                 else:
@@ -427,6 +485,8 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                     c_phase[j] = PH_SERVICE
                     c_wait[j] += t - c_t_req[j]
                     c_tdone[j] = t + req_size[c_req[j]] / be_rate[b]
+                    if hn == ht.shape[0]:
+                        ht, hs, hp = _heap_grow(ht, hs, hp)
                     hn = _heap_push(ht, hs, hp, hn, c_tdone[j], seq, j * N_EV + EV_DONE)
                     seq += 1
                 else:
@@ -436,6 +496,8 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                 if r + 1 < req_ptr[i + 1]:
                     c_req[i] = r + 1
                     c_phase[i] = PH_THINK
+                    if hn == ht.shape[0]:
+                        ht, hs, hp = _heap_grow(ht, hs, hp)
                     hn = _heap_push(ht, hs, hp, hn, t + req_think[r + 1], seq,
                                                 i * N_EV + EV_ISSUE)
                     seq += 1
@@ -492,6 +554,8 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                                                        b_inact, last, area, t_lo, t_hi,
                                                        bin_area, n_series, fp[F_CLOSE])
                     stats[1] += n_brk
+                    if hn == ht.shape[0]:
+                        ht, hs, hp = _heap_grow(ht, hs, hp)
                     hn = _heap_push(ht, hs, hp, hn, t + fp[F_DETECT], seq,
                                                 b * N_EV + EV_DETECT)
                     seq += 1
@@ -527,13 +591,17 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                         remaining = True
             check_armed = remaining
             if remaining:
+                if hn == ht.shape[0]:
+                    ht, hs, hp = _heap_grow(ht, hs, hp)
                 hn = _heap_push(ht, hs, hp, hn, t + fp[F_CHECK], seq, EV_CHECK)
                 seq += 1
         elif kind == EV_LBGC:
             st.now[0] = t
             for s in range(st.sched.shape[0]):
                 lblc_check_expire(st, s)
-            if hn > 0 or _fifo_pending(fhead, ftail):  # runs while anything else is pending
+            if hn > 0 or (ftail - fhead).sum() > 0:  # runs while anything else is pending
+                if hn == ht.shape[0]:
+                    ht, hs, hp = _heap_grow(ht, hs, hp)
                 hn = _heap_push(ht, hs, hp, hn, t + LB_GC_INTERVAL, seq, EV_LBGC)
                 seq += 1
         elif kind == EV_SAMPLE:
@@ -543,9 +611,11 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                          bin_area, n_series)
                 series[k, b] = bin_area[b] / fp[F_BIN]
                 bin_area[b] = 0.0
-        if not check_armed and (kind == EV_CHURN or kind == EV_DETECT) and _any(b_pending):
+        if not check_armed and (kind == EV_CHURN or kind == EV_DETECT) and b_pending.any():
             # a pending deletion arms the checker, which ticks at multiples of its interval
             nxt = (np.floor(t / fp[F_CHECK]) + 1.0) * fp[F_CHECK]
+            if hn == ht.shape[0]:
+                ht, hs, hp = _heap_grow(ht, hs, hp)
             hn = _heap_push(ht, hs, hp, hn, nxt, seq, EV_CHECK)
             seq += 1
             check_armed = True
@@ -557,83 +627,6 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                 log_kind[n_log] = kind
                 log_id[n_log] = x
                 n_log += 1
-    return n_log, snapped
-
-
-@njit(cache=True)
-def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_think,
-              svc_vip, be_service, be_addr, be_rate, be_workers, be_present, be_weight,
-              ch_time, ch_kind, ch_backend, fp, ip):
-    n = arrival.shape[0]
-    nb = be_service.shape[0]
-    n_req = req_size.shape[0]
-    t_lo = fp[F_T_LO]
-    t_hi = fp[F_T_HI]
-    n_series = ip[I_N_SERIES]
-    n_bins = ip[I_N_BINS]
-    log_cap = ip[I_LOG_CAP]
-
-    # connections
-    c_state = np.zeros(n, np.int8)
-    c_phase = np.zeros(n, np.int8)
-    c_backend = np.full(n, -1, np.int64)
-    c_dest = np.full(n, -1, np.int64)
-    c_req = np.zeros(n, np.int64)  # index of the current request
-    c_t_req = np.zeros(n)  # time the current request was issued
-    c_first = np.zeros(n)  # time the first request was issued
-    c_wait = np.zeros(n)
-    c_tdone = np.zeros(n)  # completion time of the request in service
-    c_sojourn = np.full(n, np.nan)
-    c_qnext = np.full(n, -1, np.int64)
-    req_resp = np.full(n_req, np.nan)
-    # backends
-    b_dest = np.full(nb, -1, np.int64)
-    d2b = np.full(st.addr.shape[0], -1, np.int64)
-    b_alive = np.zeros(nb, np.bool_)
-    b_pending = np.zeros(nb, np.bool_)  # weight 0, waiting for graceful deletion (spec B.2)
-    b_in_sched = np.zeros(nb, np.bool_)
-    b_busy = np.zeros(nb, np.int64)
-    b_qhead = np.full(nb, -1, np.int64)
-    b_qtail = np.full(nb, -1, np.int64)
-    b_act = np.zeros(nb, np.int64)  # mirror of IPVS activeconns / inactconns
-    b_inact = np.zeros(nb, np.int64)
-    b_conns = np.zeros(nb, np.int64)  # connections bound in the window
-    b_work = np.zeros(nb)  # work of the connections bound in the window (offered load)
-    b_work2 = np.zeros(nb)
-    b_backlog = np.zeros(nb)  # unfinished work at t_hi (queued + rest of the one in service)
-    last = np.zeros(nb)
-    area = np.zeros((3, nb))  # time integrals of activeconns, busy workers, pod alive
-    bin_area = np.zeros(max(n_series, 1))
-    series = np.zeros((max(n_bins, 1), max(n_series, 1)))
-    # stats: events, broken, refused, dropped, live at churn, events by kind...
-    stats = np.zeros(8 + N_EV, np.int64)
-    log_t = np.zeros(log_cap)
-    log_kind = np.zeros(log_cap, np.int64)
-    log_id = np.zeros(log_cap, np.int64)
-
-    # heap: at most one pending event per connection (its next issue or completion) plus the
-    # arrival chain, churn and detect events, samples, the checker and the lblc GC timer
-    cap = n + 2 * ch_time.shape[0] + n_bins + 8
-    ht = np.empty(cap)
-    hs = np.empty(cap, np.int64)
-    hp = np.empty(cap, np.int64)
-    # constant-delay events (handshake, expiry after close, expiry after reset, pod kill) are
-    # created in time order, so each kind is a FIFO; the next event is the (time, seq) minimum
-    # of the heap top and the FIFO heads - the same order a single heap would give
-    fcap = n + ch_time.shape[0] + 1
-    ft = np.empty((N_FIFO, fcap))
-    fs = np.empty((N_FIFO, fcap), np.int64)
-    fpay = np.empty((N_FIFO, fcap), np.int64)
-    fhead = np.zeros(N_FIFO, np.int64)
-    ftail = np.zeros(N_FIFO, np.int64)
-    n_log, snapped = _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size,
-                          req_think, svc_vip, be_service, be_addr, be_rate, be_workers,
-                          be_present, be_weight, ch_time, ch_kind, ch_backend, fp, ip,
-                          c_state, c_phase, c_backend, c_dest, c_req, c_t_req, c_first, c_wait,
-                          c_tdone, c_sojourn, c_qnext, req_resp, b_dest, d2b, b_alive,
-                          b_pending, b_in_sched, b_busy, b_qhead, b_qtail, b_act, b_inact,
-                          b_conns, b_work, b_work2, b_backlog, last, area, bin_area, series,
-                          stats, log_t, log_kind, log_id, ht, hs, hp, ft, fs, fpay, fhead, ftail)
     if not snapped:
         _backlog(t_hi, n, c_state, c_phase, c_backend, c_tdone, c_req, c_qnext, req_size,
                  be_rate, b_qhead, b_backlog)
@@ -643,7 +636,7 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
             series, stats, log_t[:n_log], log_kind[:n_log], log_id[:n_log], b_backlog)
 
 
-@_hot
+@njit(cache=True)
 def _backlog(t, n, c_state, c_phase, c_backend, c_tdone, c_req, c_qnext, req_size, be_rate,
              b_qhead, out):
     """Unfinished work (s at rate 1) per backend at time t: the rest of each request in service
@@ -672,7 +665,7 @@ def _remove_endpoint(st, s, b, b_dest, b_act, b_inact, b_pending, b_in_sched, gr
     b_pending[b] = True
 
 
-@_hot
+@njit(cache=True)
 def _live_conns(c_state, c_svc, s, n):
     live = 0
     for i in range(n):
@@ -681,7 +674,7 @@ def _live_conns(c_state, c_svc, s, n):
     return live
 
 
-@_hot
+@njit(cache=True)
 def _kill(b, t, ft, fs, fpay, ftail, seq, st, c_state, c_phase, c_backend, c_dest, n, b_alive,
           b_busy, b_qhead, b_qtail, b_act, b_inact, last, area, t_lo, t_hi, bin_area, n_series,
           close_timeout):

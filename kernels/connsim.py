@@ -251,14 +251,273 @@ I_GRACEFUL, I_N_SERIES, I_N_BINS, I_LOG_CAP, I_LB_GC = range(5)
 N_IP = 5
 
 
+# event-loop state shared by the fast loop (_run) and the slow path in _simulate (int64 lp[...])
+L_HN, L_SEQ, L_SNAPPED, L_N_LOG = range(4)
+N_LP = 4
+# what _run stopped for
+RUN_DONE = 0  # no event left
+RUN_SLOW = 1  # the next event (heap top, not popped) changes the destination set
+RUN_GROW = 2  # the heap may not have room for the pushes of the next event
+HEAP_PUSHES_MAX = 2  # most heap pushes one fast event makes (EV_DONE: next in queue + next issue)
+
+
+@_hot
+def _fifo_pending(fhead, ftail):
+    for q in range(fhead.shape[0]):
+        if fhead[q] < ftail[q]:
+            return True
+    return False
+
+
+@_hot
+def _record(kind, x, t, stats, log_t, log_kind, log_id, lp):
+    """Count a processed event; log it while the log has room."""
+    stats[0] += 1
+    stats[8 + kind] += 1
+    k = lp[L_N_LOG]
+    if k < log_t.shape[0]:
+        log_t[k] = t
+        log_kind[k] = kind
+        log_id[k] = x
+        lp[L_N_LOG] = k + 1
+
+
+@_hot
+def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_think, svc_vip,
+         be_rate, be_workers, fp, ip, c_state, c_phase, c_backend, c_dest, c_req, c_t_req,
+         c_first, c_wait, c_tdone, c_sojourn, c_qnext, req_resp, d2b, b_alive, b_pending,
+         b_in_sched, b_busy, b_qhead, b_qtail, b_act, b_inact, b_conns, b_work, b_work2,
+         b_backlog, last, area, bin_area, series, stats, log_t, log_kind, log_id, ht, hs, hp,
+         ft, fs, fpay, fhead, ftail, lp):
+    """The event loop of :func:`_simulate` for every event that leaves the destination set
+    alone (arrivals and scheduling, TCP state, FCFS queues, pod kills, lblc GC, samples).
+
+    It works on preallocated arrays and never allocates, so it is compiled without reference
+    counting; nothing it calls may allocate either (the table rebuilds behind add_dest /
+    remove_dest / set_weight do, so churn, detect and check events go back to _simulate).
+    Returns RUN_DONE, RUN_SLOW or RUN_GROW; heap size, sequence number, snapshot flag and log
+    count travel in lp."""
+    n = arrival.shape[0]
+    handshake = fp[F_HANDSHAKE]
+    t_lo = fp[F_T_LO]
+    t_hi = fp[F_T_HI]
+    n_series = ip[I_N_SERIES]
+    hn = lp[L_HN]
+    seq = lp[L_SEQ]
+    snapped = lp[L_SNAPPED] != 0
+    code = RUN_DONE
+    while True:
+        # constant-delay events (handshake, expiry after close, expiry after reset, pod kill)
+        # are created in time order, so each kind is a FIFO; the next event is the (time, seq)
+        # minimum of the heap top and the FIFO heads - the same order a single heap would give
+        src = -1
+        bt = 0.0
+        bs = 0
+        if hn > 0:
+            bt = ht[0]
+            bs = hs[0]
+            src = N_FIFO
+        for q in range(N_FIFO):
+            if fhead[q] < ftail[q]:
+                qt = ft[q, fhead[q]]
+                qs = fs[q, fhead[q]]
+                if src < 0 or qt < bt or (qt == bt and qs < bs):
+                    bt = qt
+                    bs = qs
+                    src = q
+        if src < 0:
+            break
+        if not snapped and bt > t_hi:
+            _backlog(t_hi, n, c_state, c_phase, c_backend, c_tdone, c_req, c_qnext, req_size,
+                     be_rate, b_qhead, b_backlog)
+            snapped = True
+        if src == N_FIFO:
+            k0 = hp[0] % N_EV
+            if k0 == EV_CHURN or k0 == EV_DETECT or k0 == EV_CHECK:
+                code = RUN_SLOW
+                break
+        if hn + HEAP_PUSHES_MAX > ht.shape[0]:
+            code = RUN_GROW
+            break
+        if src == N_FIFO:
+            t, payload, hn = _heap_pop(ht, hs, hp, hn)
+        else:
+            t = ft[src, fhead[src]]
+            payload = fpay[src, fhead[src]]
+            fhead[src] += 1
+        kind = payload % N_EV
+        x = payload // N_EV
+        valid = True
+        if kind == EV_ARRIVAL:
+            i = x
+            if i + 1 < n:
+                hn = _heap_push(ht, hs, hp, hn, arrival[i + 1], seq, (i + 1) * N_EV + EV_ARRIVAL)
+                seq += 1
+            s = c_svc[i]
+            st.now[0] = t
+            d = schedule(st, s, c_addr[i], c_port[i], svc_vip[s])
+            if d < 0:
+                c_state[i] = CS_DROPPED
+                stats[3] += 1
+            else:
+                b = d2b[d]
+                c_backend[i] = b
+                c_dest[i] = d
+                bind(st, d)
+                _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area,
+                         n_series)
+                b_inact[b] += 1
+                if t >= t_lo and t <= t_hi:
+                    b_conns[b] += 1
+                    if b_alive[b]:  # a refused connection brings the pod no work
+                        b_work[b] += c_work[i]
+                        b_work2[b] += c_work[i] * c_work[i]
+                if b_alive[b]:
+                    c_state[i] = CS_SYN
+                    _fifo_push(ft, fs, fpay, ftail, Q_HANDSHAKE, t + handshake, seq,
+                               i * N_EV + EV_HANDSHAKE)
+                    seq += 1
+                else:  # the pod is gone: connection refused (RST -> CLOSE state)
+                    c_state[i] = CS_BROKEN
+                    stats[1] += 1
+                    stats[2] += 1
+                    _fifo_push(ft, fs, fpay, ftail, Q_RESET, t + fp[F_CLOSE], seq,
+                               i * N_EV + EV_EXPIRE)
+                    seq += 1
+        elif kind == EV_HANDSHAKE:
+            i = x
+            if c_state[i] != CS_SYN:
+                valid = False
+            else:
+                b = c_backend[i]
+                set_active(st, c_dest[i])
+                _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area,
+                         n_series)
+                b_inact[b] -= 1
+                b_act[b] += 1
+                c_state[i] = CS_EST
+                c_req[i] = req_ptr[i]
+                c_first[i] = t
+                c_phase[i] = PH_THINK
+                hn = _heap_push(ht, hs, hp, hn, t + req_think[req_ptr[i]], seq,
+                                i * N_EV + EV_ISSUE)
+                seq += 1
+        elif kind == EV_ISSUE:
+            i = x
+            if c_state[i] != CS_EST or c_phase[i] != PH_THINK:
+                valid = False
+            else:
+                b = c_backend[i]
+                r = c_req[i]
+                c_t_req[i] = t
+                if b_busy[b] < be_workers[b]:
+                    _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area,
+                             n_series)
+                    b_busy[b] += 1
+                    c_phase[i] = PH_SERVICE
+                    c_tdone[i] = t + req_size[r] / be_rate[b]
+                    hn = _heap_push(ht, hs, hp, hn, c_tdone[i], seq, i * N_EV + EV_DONE)
+                    seq += 1
+                else:
+                    c_phase[i] = PH_QUEUED
+                    c_qnext[i] = -1
+                    if b_qtail[b] < 0:
+                        b_qhead[b] = i
+                    else:
+                        c_qnext[b_qtail[b]] = i
+                    b_qtail[b] = i
+        elif kind == EV_DONE:
+            i = x
+            if c_state[i] != CS_EST or c_phase[i] != PH_SERVICE:
+                valid = False
+            else:
+                b = c_backend[i]
+                r = c_req[i]
+                req_resp[r] = t - c_t_req[i]
+                # the freed worker takes the head of the FCFS queue
+                j = b_qhead[b]
+                if j >= 0:
+                    b_qhead[b] = c_qnext[j]
+                    if b_qhead[b] < 0:
+                        b_qtail[b] = -1
+                    c_phase[j] = PH_SERVICE
+                    c_wait[j] += t - c_t_req[j]
+                    c_tdone[j] = t + req_size[c_req[j]] / be_rate[b]
+                    hn = _heap_push(ht, hs, hp, hn, c_tdone[j], seq, j * N_EV + EV_DONE)
+                    seq += 1
+                else:
+                    _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area,
+                             n_series)
+                    b_busy[b] -= 1
+                if r + 1 < req_ptr[i + 1]:
+                    c_req[i] = r + 1
+                    c_phase[i] = PH_THINK
+                    hn = _heap_push(ht, hs, hp, hn, t + req_think[r + 1], seq,
+                                    i * N_EV + EV_ISSUE)
+                    seq += 1
+                else:  # client closes: FIN exchange, then TIME_WAIT (inactive, spec A.3)
+                    c_sojourn[i] = t - c_first[i]
+                    c_phase[i] = PH_NONE
+                    c_state[i] = CS_CLOSING
+                    set_inactive(st, c_dest[i])
+                    _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area,
+                             n_series)
+                    b_act[b] -= 1
+                    b_inact[b] += 1
+                    linger = min(fp[F_CLOSE_RTT], fp[F_FIN_WAIT]) + fp[F_TIME_WAIT]
+                    _fifo_push(ft, fs, fpay, ftail, Q_CLOSED, t + linger, seq,
+                               i * N_EV + EV_EXPIRE)
+                    seq += 1
+        elif kind == EV_EXPIRE:
+            i = x
+            b = c_backend[i]
+            unbind(st, c_dest[i], False)
+            _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area, n_series)
+            b_inact[b] -= 1
+            c_state[i] = CS_EXPIRED if c_state[i] == CS_CLOSING else CS_BROKEN
+        elif kind == EV_KILL:
+            b = x
+            if not b_alive[b] or b_in_sched[b] and not b_pending[b]:
+                valid = False  # already dead, or re-added meanwhile
+            else:
+                seq, n_brk = _kill(b, t, ft, fs, fpay, ftail, seq, st, c_state, c_phase,
+                                   c_backend, c_dest, n, b_alive, b_busy, b_qhead, b_qtail,
+                                   b_act, b_inact, last, area, t_lo, t_hi, bin_area, n_series,
+                                   fp[F_CLOSE])
+                stats[1] += n_brk
+        elif kind == EV_LBGC:
+            st.now[0] = t
+            for s in range(st.sched.shape[0]):
+                lblc_check_expire(st, s)
+            if hn > 0 or _fifo_pending(fhead, ftail):  # runs while anything else is pending
+                hn = _heap_push(ht, hs, hp, hn, t + LB_GC_INTERVAL, seq, EV_LBGC)
+                seq += 1
+        elif kind == EV_SAMPLE:
+            k = x
+            for b in range(n_series):
+                _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area,
+                         n_series)
+                series[k, b] = bin_area[b] / fp[F_BIN]
+                bin_area[b] = 0.0
+        if valid:
+            _record(kind, x, t, stats, log_t, log_kind, log_id, lp)
+    lp[L_HN] = hn
+    lp[L_SEQ] = seq
+    lp[L_SNAPPED] = snapped
+    return code
+
+
 @njit(cache=True)
 def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_think,
               svc_vip, be_service, be_addr, be_rate, be_workers, be_present, be_weight,
               ch_time, ch_kind, ch_backend, fp, ip):
+    """Allocate the simulation's arrays, set up the destinations and the first events, and run
+    the event loop: :func:`_run` for the common events, and here (with reference counting, as
+    the scheduler table rebuilds allocate) the events that change destinations - churn,
+    kube-proxy noticing a dead pod, and the graceful-deletion checker."""
     n = arrival.shape[0]
     nb = be_service.shape[0]
     n_req = req_size.shape[0]
-    handshake = fp[F_HANDSHAKE]
     t_lo = fp[F_T_LO]
     t_hi = fp[F_T_HI]
     graceful = ip[I_GRACEFUL] != 0
@@ -294,7 +553,6 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
     b_work = np.zeros(nb)  # work of the connections bound in the window (offered load)
     b_work2 = np.zeros(nb)
     b_backlog = np.zeros(nb)  # unfinished work at t_hi (queued + rest of the one in service)
-    snapped = False
     last = np.zeros(nb)
     area = np.zeros((3, nb))  # time integrals of activeconns, busy workers, pod alive
     bin_area = np.zeros(max(n_series, 1))
@@ -304,7 +562,6 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
     log_t = np.zeros(log_cap)
     log_kind = np.zeros(log_cap, np.int64)
     log_id = np.zeros(log_cap, np.int64)
-    n_log = 0
 
     cap = 1024
     ht = np.empty(cap)
@@ -312,15 +569,13 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
     hp = np.empty(cap, np.int64)
     hn = 0
     seq = 0
-    # constant-delay events (handshake, expiry after close, expiry after reset, pod kill) are
-    # created in time order, so each kind is a FIFO; the next event is the (time, seq) minimum
-    # of the heap top and the FIFO heads - the same order a single heap would give
     fcap = n + ch_time.shape[0] + 1
     ft = np.empty((N_FIFO, fcap))
     fs = np.empty((N_FIFO, fcap), np.int64)
     fpay = np.empty((N_FIFO, fcap), np.int64)
     fhead = np.zeros(N_FIFO, np.int64)
     ftail = np.zeros(N_FIFO, np.int64)
+    lp = np.zeros(N_LP, np.int64)
 
     for b in range(nb):
         if be_present[b]:
@@ -341,8 +596,7 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
     for k in range(n_bins):
         if hn == ht.shape[0]:
             ht, hs, hp = _heap_grow(ht, hs, hp)
-        hn = _heap_push(ht, hs, hp, hn, (k + 1) * fp[F_BIN], seq,
-                                    k * N_EV + EV_SAMPLE)
+        hn = _heap_push(ht, hs, hp, hn, (k + 1) * fp[F_BIN], seq, k * N_EV + EV_SAMPLE)
         seq += 1
     check_armed = False
     if ip[I_LB_GC] != 0:  # lblc/lblcr cache GC timer (spec A.9)
@@ -350,179 +604,28 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
             ht, hs, hp = _heap_grow(ht, hs, hp)
         hn = _heap_push(ht, hs, hp, hn, LB_GC_INTERVAL, seq, EV_LBGC)
         seq += 1
+    lp[L_HN] = hn
+    lp[L_SEQ] = seq
 
     while True:
-        src = -1
-        bt = 0.0
-        bs = 0
-        if hn > 0:
-            bt = ht[0]
-            bs = hs[0]
-            src = N_FIFO
-        for q in range(N_FIFO):
-            if fhead[q] < ftail[q]:
-                qt = ft[q, fhead[q]]
-                qs = fs[q, fhead[q]]
-                if src < 0 or qt < bt or (qt == bt and qs < bs):
-                    bt = qt
-                    bs = qs
-                    src = q
-        if src < 0:
+        code = _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_think,
+                    svc_vip, be_rate, be_workers, fp, ip, c_state, c_phase, c_backend, c_dest,
+                    c_req, c_t_req, c_first, c_wait, c_tdone, c_sojourn, c_qnext, req_resp, d2b,
+                    b_alive, b_pending, b_in_sched, b_busy, b_qhead, b_qtail, b_act, b_inact,
+                    b_conns, b_work, b_work2, b_backlog, last, area, bin_area, series, stats,
+                    log_t, log_kind, log_id, ht, hs, hp, ft, fs, fpay, fhead, ftail, lp)
+        if code == RUN_DONE:
             break
-        if not snapped and bt > t_hi:
-            _backlog(t_hi, n, c_state, c_phase, c_backend, c_tdone, c_req, c_qnext, req_size,
-                     be_rate, b_qhead, b_backlog)
-            snapped = True
-        if src == N_FIFO:
-            t, payload, hn = _heap_pop(ht, hs, hp, hn)
-        else:
-            t = ft[src, fhead[src]]
-            payload = fpay[src, fhead[src]]
-            fhead[src] += 1
+        if code == RUN_GROW:
+            ht, hs, hp = _heap_grow(ht, hs, hp)
+            continue
+        hn = lp[L_HN]
+        seq = lp[L_SEQ]
+        t, payload, hn = _heap_pop(ht, hs, hp, hn)
         kind = payload % N_EV
         x = payload // N_EV
         valid = True
-        if kind == EV_ARRIVAL:
-            i = x
-            if i + 1 < n:
-                if hn == ht.shape[0]:
-                    ht, hs, hp = _heap_grow(ht, hs, hp)
-                hn = _heap_push(ht, hs, hp, hn, arrival[i + 1], seq,
-                                            (i + 1) * N_EV + EV_ARRIVAL)
-                seq += 1
-            s = c_svc[i]
-            st.now[0] = t
-            d = schedule(st, s, c_addr[i], c_port[i], svc_vip[s])
-            if d < 0:
-                c_state[i] = CS_DROPPED
-                stats[3] += 1
-            else:
-                b = d2b[d]
-                c_backend[i] = b
-                c_dest[i] = d
-                bind(st, d)
-                _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi,
-                         bin_area, n_series)
-                b_inact[b] += 1
-                if t >= t_lo and t <= t_hi:
-                    b_conns[b] += 1
-                    if b_alive[b]:  # a refused connection brings the pod no work
-                        b_work[b] += c_work[i]
-                        b_work2[b] += c_work[i] * c_work[i]
-                if b_alive[b]:
-                    c_state[i] = CS_SYN
-                    _fifo_push(ft, fs, fpay, ftail, Q_HANDSHAKE, t + handshake, seq,
-                               i * N_EV + EV_HANDSHAKE)
-                    seq += 1
-                else:  # the pod is gone: connection refused (RST -> CLOSE state)
-                    c_state[i] = CS_BROKEN
-                    stats[1] += 1
-                    stats[2] += 1
-                    _fifo_push(ft, fs, fpay, ftail, Q_RESET, t + fp[F_CLOSE], seq,
-                               i * N_EV + EV_EXPIRE)
-                    seq += 1
-        elif kind == EV_HANDSHAKE:
-            i = x
-            if c_state[i] != CS_SYN:
-                valid = False
-            else:
-                b = c_backend[i]
-                s = c_svc[i]
-                set_active(st, c_dest[i])
-                _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi,
-                         bin_area, n_series)
-                b_inact[b] -= 1
-                b_act[b] += 1
-                c_state[i] = CS_EST
-                c_req[i] = req_ptr[i]
-                c_first[i] = t
-                c_phase[i] = PH_THINK
-                if hn == ht.shape[0]:
-                    ht, hs, hp = _heap_grow(ht, hs, hp)
-                hn = _heap_push(ht, hs, hp, hn, t + req_think[req_ptr[i]], seq,
-                                            i * N_EV + EV_ISSUE)
-                seq += 1
-        elif kind == EV_ISSUE:
-            i = x
-            if c_state[i] != CS_EST or c_phase[i] != PH_THINK:
-                valid = False
-            else:
-                b = c_backend[i]
-                r = c_req[i]
-                c_t_req[i] = t
-                if b_busy[b] < be_workers[b]:
-                    _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi,
-                             bin_area, n_series)
-                    b_busy[b] += 1
-                    c_phase[i] = PH_SERVICE
-                    c_tdone[i] = t + req_size[r] / be_rate[b]
-                    if hn == ht.shape[0]:
-                        ht, hs, hp = _heap_grow(ht, hs, hp)
-                    hn = _heap_push(ht, hs, hp, hn, c_tdone[i], seq, i * N_EV + EV_DONE)
-                    seq += 1
-                else:
-                    c_phase[i] = PH_QUEUED
-                    c_qnext[i] = -1
-                    if b_qtail[b] < 0:
-                        b_qhead[b] = i
-                    else:
-                        c_qnext[b_qtail[b]] = i
-                    b_qtail[b] = i
-        elif kind == EV_DONE:
-            i = x
-            if c_state[i] != CS_EST or c_phase[i] != PH_SERVICE:
-                valid = False
-            else:
-                b = c_backend[i]
-                r = c_req[i]
-                req_resp[r] = t - c_t_req[i]
-                # the freed worker takes the head of the FCFS queue
-                j = b_qhead[b]
-                if j >= 0:
-                    b_qhead[b] = c_qnext[j]
-                    if b_qhead[b] < 0:
-                        b_qtail[b] = -1
-                    c_phase[j] = PH_SERVICE
-                    c_wait[j] += t - c_t_req[j]
-                    c_tdone[j] = t + req_size[c_req[j]] / be_rate[b]
-                    if hn == ht.shape[0]:
-                        ht, hs, hp = _heap_grow(ht, hs, hp)
-                    hn = _heap_push(ht, hs, hp, hn, c_tdone[j], seq, j * N_EV + EV_DONE)
-                    seq += 1
-                else:
-                    _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi,
-                             bin_area, n_series)
-                    b_busy[b] -= 1
-                if r + 1 < req_ptr[i + 1]:
-                    c_req[i] = r + 1
-                    c_phase[i] = PH_THINK
-                    if hn == ht.shape[0]:
-                        ht, hs, hp = _heap_grow(ht, hs, hp)
-                    hn = _heap_push(ht, hs, hp, hn, t + req_think[r + 1], seq,
-                                                i * N_EV + EV_ISSUE)
-                    seq += 1
-                else:  # client closes: FIN exchange, then TIME_WAIT (inactive, spec A.3)
-                    c_sojourn[i] = t - c_first[i]
-                    c_phase[i] = PH_NONE
-                    c_state[i] = CS_CLOSING
-                    set_inactive(st, c_dest[i])
-                    _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi,
-                             bin_area, n_series)
-                    b_act[b] -= 1
-                    b_inact[b] += 1
-                    linger = min(fp[F_CLOSE_RTT], fp[F_FIN_WAIT]) + fp[F_TIME_WAIT]
-                    _fifo_push(ft, fs, fpay, ftail, Q_CLOSED, t + linger, seq,
-                               i * N_EV + EV_EXPIRE)
-                    seq += 1
-        elif kind == EV_EXPIRE:
-            i = x
-            b = c_backend[i]
-            unbind(st, c_dest[i], False)
-            _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi,
-                     bin_area, n_series)
-            b_inact[b] -= 1
-            c_state[i] = CS_EXPIRED if c_state[i] == CS_CLOSING else CS_BROKEN
-        elif kind == EV_CHURN:
+        if kind == EV_CHURN:
             e = x
             b = ch_backend[e]
             s = be_service[b]
@@ -548,16 +651,14 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                         _remove_endpoint(st, s, b, b_dest, b_act, b_inact, b_pending,
                                          b_in_sched, graceful)
                 else:  # crash: pod dies now, endpoint removed once kube-proxy notices
-                    seq, n_brk = _kill(b, t, ft, fs, fpay, ftail, seq, st, c_state,
-                                                       c_phase, c_backend, c_dest, n, b_alive,
-                                                       b_busy, b_qhead, b_qtail, b_act,
-                                                       b_inact, last, area, t_lo, t_hi,
-                                                       bin_area, n_series, fp[F_CLOSE])
+                    seq, n_brk = _kill(b, t, ft, fs, fpay, ftail, seq, st, c_state, c_phase,
+                                       c_backend, c_dest, n, b_alive, b_busy, b_qhead, b_qtail,
+                                       b_act, b_inact, last, area, t_lo, t_hi, bin_area,
+                                       n_series, fp[F_CLOSE])
                     stats[1] += n_brk
                     if hn == ht.shape[0]:
                         ht, hs, hp = _heap_grow(ht, hs, hp)
-                    hn = _heap_push(ht, hs, hp, hn, t + fp[F_DETECT], seq,
-                                                b * N_EV + EV_DETECT)
+                    hn = _heap_push(ht, hs, hp, hn, t + fp[F_DETECT], seq, b * N_EV + EV_DETECT)
                     seq += 1
         elif kind == EV_DETECT:
             b = x
@@ -567,18 +668,7 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                                  graceful)
             else:
                 valid = False
-        elif kind == EV_KILL:
-            b = x
-            if not b_alive[b] or b_in_sched[b] and not b_pending[b]:
-                valid = False  # already dead, or re-added meanwhile
-            else:
-                seq, n_brk = _kill(b, t, ft, fs, fpay, ftail, seq, st, c_state,
-                                                   c_phase, c_backend, c_dest, n, b_alive,
-                                                   b_busy, b_qhead, b_qtail, b_act, b_inact,
-                                                   last, area, t_lo, t_hi, bin_area,
-                                                   n_series, fp[F_CLOSE])
-                stats[1] += n_brk
-        elif kind == EV_CHECK:
+        else:
             # kube-proxy's graceful-termination checker (every rsCheckDeleteInterval, spec B.2)
             remaining = False
             for b in range(nb):
@@ -595,23 +685,7 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                     ht, hs, hp = _heap_grow(ht, hs, hp)
                 hn = _heap_push(ht, hs, hp, hn, t + fp[F_CHECK], seq, EV_CHECK)
                 seq += 1
-        elif kind == EV_LBGC:
-            st.now[0] = t
-            for s in range(st.sched.shape[0]):
-                lblc_check_expire(st, s)
-            if hn > 0 or (ftail - fhead).sum() > 0:  # runs while anything else is pending
-                if hn == ht.shape[0]:
-                    ht, hs, hp = _heap_grow(ht, hs, hp)
-                hn = _heap_push(ht, hs, hp, hn, t + LB_GC_INTERVAL, seq, EV_LBGC)
-                seq += 1
-        elif kind == EV_SAMPLE:
-            k = x
-            for b in range(n_series):
-                _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi,
-                         bin_area, n_series)
-                series[k, b] = bin_area[b] / fp[F_BIN]
-                bin_area[b] = 0.0
-        if not check_armed and (kind == EV_CHURN or kind == EV_DETECT) and b_pending.any():
+        if not check_armed and kind != EV_CHECK and b_pending.any():
             # a pending deletion arms the checker, which ticks at multiples of its interval
             nxt = (np.floor(t / fp[F_CHECK]) + 1.0) * fp[F_CHECK]
             if hn == ht.shape[0]:
@@ -619,24 +693,21 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
             hn = _heap_push(ht, hs, hp, hn, nxt, seq, EV_CHECK)
             seq += 1
             check_armed = True
+        lp[L_HN] = hn
+        lp[L_SEQ] = seq
         if valid:
-            stats[0] += 1
-            stats[8 + kind] += 1
-            if n_log < log_cap:
-                log_t[n_log] = t
-                log_kind[n_log] = kind
-                log_id[n_log] = x
-                n_log += 1
-    if not snapped:
+            _record(kind, x, t, stats, log_t, log_kind, log_id, lp)
+    if lp[L_SNAPPED] == 0:
         _backlog(t_hi, n, c_state, c_phase, c_backend, c_tdone, c_req, c_qnext, req_size,
                  be_rate, b_qhead, b_backlog)
     for b in range(nb):
         _advance(b, t_hi, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area, 0)
+    n_log = lp[L_N_LOG]
     return (c_backend, c_state, c_wait, c_sojourn, req_resp, b_conns, area, b_work, b_work2,
             series, stats, log_t[:n_log], log_kind[:n_log], log_id[:n_log], b_backlog)
 
 
-@njit(cache=True)
+@_hot
 def _backlog(t, n, c_state, c_phase, c_backend, c_tdone, c_req, c_qnext, req_size, be_rate,
              b_qhead, out):
     """Unfinished work (s at rate 1) per backend at time t: the rest of each request in service
@@ -674,7 +745,7 @@ def _live_conns(c_state, c_svc, s, n):
     return live
 
 
-@njit(cache=True)
+@_hot
 def _kill(b, t, ft, fs, fpay, ftail, seq, st, c_state, c_phase, c_backend, c_dest, n, b_alive,
           b_busy, b_qhead, b_qtail, b_act, b_inact, last, area, t_lo, t_hi, bin_area, n_series,
           close_timeout):

@@ -5,7 +5,8 @@
   servers. Reference: the same lookups vectorised in NumPy (hash, then a masked walk of the
   chains in lock-step). ``extra_info``: ``lookups_per_s``, ``probes_per_lookup``,
   ``numpy_lookups_per_s``, ``speedup_vs_numpy``.
-* ``test_conn_lookups[<bits>]``: 10^6 live connections in a 2^12 / 2^20-bucket connection
+* ``test_conn_lookups[<bits>]`` (both outside the quick subset, see conftest.SLOW_NAMES): 10^6
+  live connections in a 2^12 / 2^20-bucket connection
   table, 100,000 established-packet lookups; same reference.
 """
 

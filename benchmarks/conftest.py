@@ -36,6 +36,10 @@ REF_REPEATS = 3
 SLOW_NAMES = (
     "bench_compile.py::*", "bench_quickstart.py::*", "*simpy*", "*SimPy*",
     "bench_ipvs.py::test_conn_lookups[[]12[]]",  # 2^12 buckets, 10^6 conns: ~4 s a round
+    # 2^20 buckets, 10^6 conns: DRAM-latency bound; on a quiet machine its minimum moved from
+    # 4.5 to 10.6 ms between processes (page placement), which the CPU-bound reference loop
+    # cannot normalise away - too unstable for the CI gate, kept in the full suite
+    "bench_ipvs.py::test_conn_lookups[[]20[]]",
 )
 """Node-id patterns (fnmatch) outside the quick subset, besides tests marked ``slow``."""
 

@@ -205,3 +205,61 @@ def test_real_suite_json_carries_the_reference_and_quick_flags() -> None:
     fig = suite.figures["bench_reference.py::test_reference_loop"]
     assert fig.quick and fig.extra_info["hash_rounds_per_s"] > 0
     assert 0.2 < fig.figure < 5  # the loop timed as a benchmark vs. beside every benchmark
+
+
+def test_best_of_keeps_the_smaller_figure_of_the_rerun_benchmarks() -> None:
+    first = suite({**BASE_TIMES, "bench_schedulers.py::test_rr[10]": 0.0010})
+    rerun = suite({"bench_schedulers.py::test_rr[10]": 0.0006,
+                   "bench_connsim.py::test_connsim": 0.300})
+    best = bench.best_of(first, rerun)
+    assert best.figures["bench_schedulers.py::test_rr[10]"].figure == pytest.approx(0.12)
+    assert best.figures["bench_connsim.py::test_connsim"].figure == pytest.approx(30.0)
+    assert set(best.figures) == set(BASE_TIMES)
+    failed = bench.Suite(rerun.figures, rerun.reference_s, meta={"pytest_exit": 1})
+    assert bench.best_of(first, failed).meta["pytest_exit"] == 1
+
+
+def _gate(tmp_path, monkeypatch, runs: list[dict[str, float]], *argv: str):
+    """Run `kpbench bench --no-golden` against BASE_TIMES with the given successive runs;
+    returns (exit code, the `nodes` each run was asked for)."""
+    from harness.commands import bench as command
+
+    path = bench.save_baseline(suite(BASE_TIMES), tmp_path / "bench.json")
+    calls = []
+
+    def fake_run(**kw):
+        calls.append(kw.get("nodes", ()))
+        return suite(runs[len(calls) - 1])
+
+    monkeypatch.setattr(bench, "run_suite", fake_run)
+    parser = __import__("argparse").ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--no-golden", "--compare", str(path), *argv])
+    return command.main(args), calls
+
+
+def test_a_regression_that_does_not_reproduce_in_a_fresh_process_passes(
+        tmp_path, monkeypatch, capsys) -> None:
+    slow = {**BASE_TIMES, "bench_schedulers.py::test_rr[10]": 0.0010}
+    code, calls = _gate(tmp_path, monkeypatch, [slow, {"bench_schedulers.py::test_rr[10]": 0.0005}])
+    assert code == 0
+    assert calls == [(), ("bench_schedulers.py::test_rr[10]",)]
+    assert "re-timing them in a fresh process to confirm (1/2)" in capsys.readouterr().out
+
+
+def test_a_regression_that_reproduces_fails_after_the_confirmations(
+        tmp_path, monkeypatch, capsys) -> None:
+    slow = {**BASE_TIMES, "bench_schedulers.py::test_rr[10]": 0.0010}
+    again = {"bench_schedulers.py::test_rr[10]": 0.0009}
+    code, calls = _gate(tmp_path, monkeypatch, [slow, again, again])
+    assert code == 1 and len(calls) == 3
+    assert "REGRESSED: bench_schedulers.py::test_rr[10]: 1.80x" in capsys.readouterr().out
+    code, calls = _gate(tmp_path, monkeypatch, [slow], "--confirm", "0")
+    assert code == 1 and calls == [()]
+
+
+def test_pytest_command_selects_benchmark_nodes() -> None:
+    cmd = bench.pytest_command(bench.REPO_ROOT / "x.json",
+                               nodes=("bench_schedulers.py::test_decisions[rr-10]",))
+    assert str(bench.BENCH_DIR / "bench_schedulers.py::test_decisions[rr-10]") in cmd
+    assert str(bench.BENCH_DIR) not in cmd

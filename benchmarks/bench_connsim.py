@@ -8,8 +8,11 @@ TIME_WAIT (120 s) (spec A.3).
 
 * ``test_connsim_throughput``: simulated connections per second of kernels.connsim (200k
   connections per call, JIT warmed first). ``extra_info``: ``connections_per_s``, events/s.
-* ``test_connsim_vs_simpy``: the same, plus the SimPy model of the same scenario timed in the same
-  session (``simpy_connections_per_s``) and ``speedup_vs_simpy`` (target >= 50). Both models
+* ``test_connsim_vs_simpy``: the same (5 rounds), plus the SimPy model of the same scenario timed
+  in the same session (best of 3; ``simpy_connections_per_s``) and ``speedup_vs_simpy`` (target
+  >= 50). Best against best: on this shared 2-vCPU VM the kernel's rate moved between 1.8 and
+  3.1 M connections/s from one process to the next (user time: page faults and CPU migrations
+  were the same in fast and slow runs), SimPy's by ~10%. Both models
   run the SAME 20k-connection workload once more for ``kernel_mean_sojourn_s`` and
   ``simpy_mean_sojourn_s``, asserted equal to 1e-9 (sojourn = first request to last response,
   handshake excluded, every connection, no warm-up cut, in both). The 200k-connection timing
@@ -109,10 +112,10 @@ def test_connsim_throughput(benchmark, warm_jit, record_info):
 def test_connsim_vs_simpy(benchmark, warm_jit, record_info):
     w = _workload(N_CONN)
     warm_jit(_run_kernel, _workload(1000))
-    r = benchmark.pedantic(_run_kernel, args=(w,), rounds=3, iterations=1)
+    r = benchmark.pedantic(_run_kernel, args=(w,), rounds=5, iterations=1)
     ws = _workload(N_SIMPY)
     best = np.inf
-    for _ in range(2):
+    for _ in range(3):
         t0 = time.perf_counter()
         simpy_mean, done = simpy_model(ws)
         best = min(best, time.perf_counter() - t0)

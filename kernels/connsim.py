@@ -471,7 +471,7 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
         elif kind == EV_EXPIRE:
             i = x
             b = c_backend[i]
-            unbind(st, c_dest[i], False)
+            unbind(st, c_dest[i], np.bool_(False))
             _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area, n_series)
             b_inact[b] -= 1
             c_state[i] = CS_EXPIRED if c_state[i] == CS_CLOSING else CS_BROKEN
@@ -579,7 +579,8 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
 
     for b in range(nb):
         if be_present[b]:
-            b_dest[b] = add_dest(st, be_service[b], be_addr[b], BACKEND_PORT, be_weight[b])
+            b_dest[b] = add_dest(st, be_service[b], be_addr[b], np.int64(BACKEND_PORT),
+                                 be_weight[b])
             d2b[b_dest[b]] = b
             b_in_sched[b] = True
             b_alive[b] = True
@@ -638,7 +639,7 @@ def _simulate(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req
                     b_pending[b] = False
                     set_weight(st, s, b_dest[b], be_weight[b])
                 elif not b_in_sched[b]:
-                    b_dest[b] = add_dest(st, s, be_addr[b], BACKEND_PORT, be_weight[b])
+                    b_dest[b] = add_dest(st, s, be_addr[b], np.int64(BACKEND_PORT), be_weight[b])
                     d2b[b_dest[b]] = b
                     b_in_sched[b] = True
             else:
@@ -732,7 +733,7 @@ def _remove_endpoint(st, s, b, b_dest, b_act, b_inact, b_pending, b_in_sched, gr
         remove_dest(st, s, b_dest[b])
         b_in_sched[b] = False
         return
-    set_weight(st, s, b_dest[b], 0)
+    set_weight(st, s, b_dest[b], np.int64(0))
     b_pending[b] = True
 
 

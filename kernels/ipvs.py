@@ -858,7 +858,8 @@ def _set_match(keys, nxt, head, kptr, hptr, nwords, seeds, bits, bitmap, cidr_ma
             if hit:
                 return True, probes
         return False, max(probes, 1)
-    return _mset_lookup(keys, nxt, head, kptr, hptr, nwords, seeds, bits, s, daddr, key1, 0)
+    return _mset_lookup(keys, nxt, head, kptr, hptr, nwords, seeds, bits, s, daddr, key1,
+                        np.int64(0))
 
 
 @njit(cache=True)
@@ -963,7 +964,7 @@ def _first_packets(
     rr = np.full(vs_addr.shape[0], -1, dtype=np.int64)
     for k in range(n):
         a, p, pr = daddr[k], dport[k], proto[k]
-        _, mk, r, m, jp, sp = _walk(C_PREROUTING, chain_ptr, src_net, src_mask, src_inv,
+        _, mk, r, m, jp, sp = _walk(np.int64(C_PREROUTING), chain_ptr, src_net, src_mask, src_inv,
                                     ip_proto, x_kind, x_arg, x_inv, t_kind, t_arg, keys, nxt,
                                     head, kptr, hptr, nwords, seeds, bits, bitmap, cidr_masks,
                                     local, saddr[k], a, p, pr, mark[k])
@@ -1000,7 +1001,8 @@ def _first_packets(
                 da, dp = a, p
                 if dest[k] >= 0:
                     da, dp = ep_ip[dest[k]], vs_target[vs_hit[k]]
-                _, _, r2, m2, jp2, sp2 = _walk(C_POSTROUTING, chain_ptr, src_net, src_mask,
+                _, _, r2, m2, jp2, sp2 = _walk(np.int64(C_POSTROUTING), chain_ptr, src_net,
+                                               src_mask,
                                                src_inv, ip_proto, x_kind, x_arg, x_inv, t_kind,
                                                t_arg, keys, nxt, head, kptr, hptr, nwords,
                                                seeds, bits, bitmap, cidr_masks, local,
@@ -1072,7 +1074,8 @@ def _svc_lookup_many(svc_head, svc_next, vs_addr, vs_port, vs_proto, fold, bits,
     probes = np.empty(n, dtype=np.int64)
     for k in range(n):
         hit[k], probes[k] = _svc_find(svc_head, svc_next, vs_addr, vs_port, vs_proto, fold, bits,
-                                      resizable, seed, fwm_head, fwm_next, fwm_mark, 0, 0, 0,
+                                      resizable, seed, fwm_head, fwm_next, fwm_mark, 0, 0,
+                                      np.int64(0),
                                       proto[k], daddr[k], dport[k])
     return hit, probes
 

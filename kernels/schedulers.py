@@ -1271,7 +1271,7 @@ def set_thresholds(st, s, d, u, lo):
         st.flags[d] &= ~DEST_F_OVERLOAD
     st.u_threshold[d] = u
     st.l_threshold[d] = lo
-    _dest_changed(st, s, False)
+    _dest_changed(st, s, np.bool_(False))
 
 
 @_hot_inline
@@ -1396,17 +1396,20 @@ def _mh_permutation_params(addrs, ports, m):
 
 @njit(cache=True)
 def _warm(st):
+    # np.int64()/np.bool_() keep constants from being typed as literals: a literal argument
+    # would compile (and cache) a specialization of each kernel that no other caller uses
+    port = np.int64(8080)
     for s in range(st.sched.shape[0]):
-        d = add_dest(st, s, 167772161 + s, 8080, 1)
-        add_dest(st, s, 167772162 + s, 8080, 2)
-        set_weight(st, s, d, 3)
-        x = schedule(st, s, 3232235777, 40000, 167837697)
+        d = add_dest(st, s, np.int64(167772161 + s), port, np.int64(1))
+        add_dest(st, s, np.int64(167772162 + s), port, np.int64(2))
+        set_weight(st, s, d, np.int64(3))
+        x = schedule(st, s, np.int64(3232235777), np.int64(40000), np.int64(167837697))
         if x >= 0:
             bind(st, x)
             set_active(st, x)
             set_inactive(st, x)
-            unbind(st, x, False)
-        set_thresholds(st, s, d, 4, 2)
+            unbind(st, x, np.bool_(False))
+        set_thresholds(st, s, d, np.int64(4), np.int64(2))
         remove_dest(st, s, d)
         lblc_check_expire(st, s)
 
@@ -1614,7 +1617,7 @@ def add_dests(st: SchedState, s: int, addrs, ports=None, weights=None) -> np.nda
                         f"(table size), got {int(st.n_dests[s]) + n}")
     out = np.empty(n, dtype=np.int64)
     for i in range(n):
-        d = add_dest(st, s, np.uint32(addrs[i]), int(ports[i]), int(weights[i]))
+        d = add_dest(st, s, int(addrs[i]), int(ports[i]), int(weights[i]))
         if d == -1:
             raise UserError(f"schedulers: dests: expected at most {cap} per service "
                             f"(max_dests), got more for service {s}")
@@ -1661,14 +1664,17 @@ def schedule_batch(st: SchedState, svc, caddr=0, cport=0, daddr=0, *, bind_conns
                    ) -> np.ndarray:
     """Schedule a batch of new connections (arrays broadcast to svc's length); returns dest ids
     (-1 = none). bind_conns=True also binds each scheduled conn (inactconns++)."""
-    svc = np.atleast_1d(np.asarray(svc, dtype=np.int64))
+    # writable C-contiguous int64 inputs whatever the caller passes (read-only views, other
+    # dtypes): one compiled signature of the kernel instead of one per flag combination
+    svc = np.require(np.atleast_1d(np.asarray(svc, dtype=np.int64)), requirements=("C", "W"))
     n = svc.shape[0]
     if n and (svc.min() < 0 or svc.max() >= st.sched.shape[0]):
         raise UserError(f"schedulers: svc: expected ids in [0, {st.sched.shape[0] - 1}]")
     arrs = []
     for nm, a, hi in (("caddr", caddr, 0xFFFFFFFF), ("cport", cport, 65535),
                       ("daddr", daddr, 0xFFFFFFFF)):
-        a = np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.int64), (n,)))
+        a = np.require(np.broadcast_to(np.asarray(a, dtype=np.int64), (n,)),
+                       requirements=("C", "W"))
         if n and (a.min() < 0 or a.max() > hi):
             raise UserError(f"schedulers: {nm}: expected values in [0, {hi}]")
         arrs.append(a)

@@ -56,7 +56,7 @@ def _run_sequence(sched, flags, seed, n_ops=250):
                 continue
             w = int(rng.choice([0, 1, 1, 1, 2, 3, 5, 8]))
             svc.add(key[0], key[1], w)
-            k = S.add_dest(st, 0, np.uint32(key[0]), key[1], w)
+            k = S.add_dest(st, 0, int(key[0]), key[1], w)
             assert k >= 0
             ids.setdefault(key, k)
             assert ids[key] == k

@@ -5,7 +5,9 @@ An executor is a small class with `name`, `help`, `add_arguments(group)` (its ow
 machine) is built in; another executor is added as a module `harness/executor_<name>.py` that
 exports `EXECUTOR = <class>` and is discovered automatically (selected with `--executor <name>`).
 `map_unordered` must call `setup()` once in every worker before its first item (JIT warm-up), and
-must stop all outstanding work when the caller stops iterating (Ctrl-C, failure).
+must stop all outstanding work when the caller stops iterating (Ctrl-C, failure). Local workers
+are numbered in the environment variable ``KPBENCH_WORKER_INDEX`` (0, 1, ...), which the warm-up
+uses to compile different kinds first in different workers.
 """
 
 from __future__ import annotations
@@ -54,10 +56,17 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)  # the sweep process died (e.g. SIGKILL): do not linger as an orphan
 
 
-def _local_worker_init(setup: Callable[[], None], parent: int) -> None:
+WORKER_INDEX_ENV = "KPBENCH_WORKER_INDEX"
+"""Set in each local worker process to its number (0, 1, ...) before ``setup()`` runs."""
+
+
+def _local_worker_init(setup: Callable[[], None], parent: int, counter: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    with counter.get_lock():
+        os.environ[WORKER_INDEX_ENV] = str(counter.value)
+        counter.value += 1
     setup()
 
 
@@ -89,7 +98,7 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                    initializer=_local_worker_init,
-                                   initargs=(setup, os.getpid()))
+                                   initargs=(setup, os.getpid(), ctx.Value("i", 0)))
         pending = {pool.submit(fn, item) for item in items}
         finished = False
         try:

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from harness.config import Experiment
-from harness.executors import Executor
+from harness.executors import WORKER_INDEX_ENV, Executor
 from harness.kinds import get_kind
 from harness.store import RESERVED, RunStore
 
@@ -78,9 +79,21 @@ def largest_first(tasks: list[Task]) -> list[Task]:
 _warmup_errors: dict[str, str] = {}
 
 
+def warm_order(kinds: tuple[str, ...], worker: int) -> tuple[str, ...]:
+    """The kinds rotated to start at ``worker``'s share: with an empty numba cache, worker 0
+    compiles the first kind while worker 1 compiles the second, and each then loads what the
+    other wrote to the on-disk cache instead of compiling everything itself."""
+    if not kinds:
+        return kinds
+    k = worker % len(kinds)
+    return kinds[k:] + kinds[:k]
+
+
 def warm_kinds(kinds: tuple[str, ...]) -> None:
-    """Worker set-up: JIT-compile every used kind once (errors are reported per task)."""
-    for name in kinds:
+    """Worker set-up: JIT-compile every used kind once (errors are reported per task), starting
+    at this worker's share of the kinds (:func:`warm_order`, ``KPBENCH_WORKER_INDEX``)."""
+    worker = int(os.environ.get(WORKER_INDEX_ENV, "0") or 0)
+    for name in warm_order(tuple(kinds), worker):
         try:
             get_kind(name).warmup()
         except Exception as exc:

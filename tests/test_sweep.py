@@ -8,8 +8,9 @@ import pandas as pd
 
 from harness import cli
 from harness.config import load_experiment
+from harness.executors import WORKER_INDEX_ENV, LocalExecutor
 from harness.store import load_run
-from harness.sweep import largest_first, point_seed, tasks_for
+from harness.sweep import largest_first, point_seed, tasks_for, warm_order
 
 
 def _exp(tmp_path, text, overrides=()):
@@ -102,3 +103,31 @@ def test_largest_points_run_first(toy_kinds, tmp_path):
     tasks = tasks_for(_exp(tmp_path, "kind='toy'\nrepeats=2\n[grid]\nn=[10, 1000, 100]"))
     order = [(t.params["n"], t.repeat) for t in largest_first(tasks)]
     assert order == [(1000, 0), (1000, 1), (100, 0), (100, 1), (10, 0), (10, 1)]
+
+
+def test_warm_up_order_starts_at_each_workers_share():
+    kinds = ("scaling", "fairness", "sync")
+    assert warm_order(kinds, 0) == kinds
+    assert warm_order(kinds, 1) == ("fairness", "sync", "scaling")
+    assert warm_order(kinds, 4) == ("fairness", "sync", "scaling")
+    assert warm_order((), 3) == ()
+
+
+def _worker_index(_item):
+    import os
+    import time
+
+    time.sleep(0.05)
+    return os.getpid(), os.environ[WORKER_INDEX_ENV]
+
+
+def test_local_workers_are_numbered_for_the_warm_up():
+    """Each local worker process gets its own number (0, 1) before set-up runs (set-up waits
+    until both workers are up, so both take items)."""
+    import functools
+    import multiprocessing
+
+    both_up = multiprocessing.get_context("fork").Barrier(2)
+    setup = functools.partial(both_up.wait, 60)
+    seen = dict(LocalExecutor(2).map_unordered(_worker_index, list(range(12)), setup))
+    assert sorted(seen.values()) == ["0", "1"]

@@ -72,15 +72,16 @@ from kernels.schedulers import (
     SCHEDULERS,
     SVC_F_SCHED_MH_PORT,
     add_dest,
-    bind,
+    bind_inl,
     lblc_check_expire,
     new_state,
     remove_dest,
-    schedule,
-    set_active,
+    schedule_inl,
+    set_active_inl,
     set_inactive,
+    set_inactive_inl,
     set_weight,
-    unbind,
+    unbind_inl,
 )
 
 BACKEND_PORT = 8080
@@ -295,6 +296,9 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
     It works on preallocated arrays and never allocates, so it is compiled without reference
     counting; nothing it calls may allocate either (the table rebuilds behind add_dest /
     remove_dest / set_weight do, so churn, detect and check events go back to _simulate).
+    The per-connection scheduler calls (schedule, bind, set_active, set_inactive, unbind) are
+    the ``*_inl`` variants, inlined into the loop: a call would pass the whole SchedState (a
+    few hundred words) by value every time; inlined, the simulator ran ~1.5x faster.
     Returns RUN_DONE, RUN_SLOW or RUN_GROW; heap size, sequence number, snapshot flag and log
     count travel in lp."""
     n = arrival.shape[0]
@@ -355,7 +359,7 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                 seq += 1
             s = c_svc[i]
             st.now[0] = t
-            d = schedule(st, s, c_addr[i], c_port[i], svc_vip[s])
+            d = schedule_inl(st, s, c_addr[i], c_port[i], svc_vip[s])
             if d < 0:
                 c_state[i] = CS_DROPPED
                 stats[3] += 1
@@ -363,7 +367,7 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                 b = d2b[d]
                 c_backend[i] = b
                 c_dest[i] = d
-                bind(st, d)
+                bind_inl(st, d)
                 _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area,
                          n_series)
                 b_inact[b] += 1
@@ -390,7 +394,7 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                 valid = False
             else:
                 b = c_backend[i]
-                set_active(st, c_dest[i])
+                set_active_inl(st, c_dest[i])
                 _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area,
                          n_series)
                 b_inact[b] -= 1
@@ -459,7 +463,7 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
                     c_sojourn[i] = t - c_first[i]
                     c_phase[i] = PH_NONE
                     c_state[i] = CS_CLOSING
-                    set_inactive(st, c_dest[i])
+                    set_inactive_inl(st, c_dest[i])
                     _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area,
                              n_series)
                     b_act[b] -= 1
@@ -471,7 +475,7 @@ def _run(st, arrival, c_addr, c_port, c_svc, c_work, req_ptr, req_size, req_thin
         elif kind == EV_EXPIRE:
             i = x
             b = c_backend[i]
-            unbind(st, c_dest[i], np.bool_(False))
+            unbind_inl(st, c_dest[i], np.bool_(False))
             _advance(b, t, last, b_act, b_busy, b_alive, area, t_lo, t_hi, bin_area, n_series)
             b_inact[b] -= 1
             c_state[i] = CS_EXPIRED if c_state[i] == CS_CLOSING else CS_BROKEN

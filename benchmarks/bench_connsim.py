@@ -10,8 +10,8 @@ TIME_WAIT (120 s) (spec A.3).
   connections per call, JIT warmed first). ``extra_info``: ``connections_per_s``, events/s.
 * ``test_connsim_vs_simpy``: the same (5 rounds), plus the SimPy model of the same scenario timed
   in the same session (best of 3; ``simpy_connections_per_s``) and ``speedup_vs_simpy`` (target
-  >= 50). Best against best: on this shared 2-vCPU VM the kernel's rate moved between 1.8 and
-  3.1 M connections/s from one process to the next (user time: page faults and CPU migrations
+  >= 50). Best against best: on this shared 2-vCPU VM the kernel's rate moved between 2.3 and
+  4.3 M connections/s from one process to the next (user time: page faults and CPU migrations
   were the same in fast and slow runs), SimPy's by ~10%. Both models
   run the SAME 20k-connection workload once more for ``kernel_mean_sojourn_s`` and
   ``simpy_mean_sojourn_s``, asserted equal to 1e-9 (sojourn = first request to last response,

@@ -48,22 +48,20 @@ Measurement window: connections arriving in [t_lo, t_hi] (after a warm-up share 
 connections, up to the last arrival) count towards per-backend statistics and latency.
 
 The kernels call the scheduler API in kernels/schedulers.py. numba's on-disk cache only watches
-the file of the cached function, so this module registers a cache locator whose source stamp
-also covers kernels/schedulers.py: a scheduler change recompiles the simulator.
+the file of the cached function, so this module's cache stamp also covers kernels/schedulers.py
+(kernels.numba_cache.depend_on): a scheduler change recompiles the simulator.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections import namedtuple
 
 import numpy as np
 from numba import njit
-from numba.core.caching import CacheImpl, InTreeCacheLocator
 
 from harness.errors import UserError
 from kernels import schedulers as _schedulers_module
+from kernels.numba_cache import depend_on
 from kernels.schedulers import (
     IPVS_SCHEDULERS,
     LB_CHECK_EXPIRE_INTERVAL,
@@ -90,25 +88,7 @@ VIP_BASE = 0x0A600001  # 10.96.0.1: ClusterIPs
 LB_GC_INTERVAL = float(LB_CHECK_EXPIRE_INTERVAL)
 
 
-class _SchedulerAwareLocator(InTreeCacheLocator):
-    """numba cache locator for this module: the source stamp covers this file AND
-    kernels/schedulers.py, so cached simulator kernels (which inline the scheduler kernels)
-    are recompiled whenever either changes."""
-
-    @classmethod
-    def from_function(cls, py_func, py_file):
-        if os.path.abspath(py_file) != os.path.abspath(__file__):
-            return None
-        return super().from_function(py_func, py_file)
-
-    def get_source_stamp(self):
-        with open(_schedulers_module.__file__, "rb") as f:
-            dep = hashlib.sha256(f.read()).hexdigest()
-        return (super().get_source_stamp(), dep)
-
-
-if _SchedulerAwareLocator not in CacheImpl._locator_classes:
-    CacheImpl._locator_classes.insert(0, _SchedulerAwareLocator)
+depend_on(__file__, _schedulers_module)
 
 # event kinds
 EV_ARRIVAL = 0

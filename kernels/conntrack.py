@@ -34,8 +34,12 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-M32 = 0xFFFFFFFF
-JHASH_INITVAL = 0xDEADBEEF
+from kernels import jhash
+from kernels.jhash import JHASH_INITVAL, M32, bswap16, bswap32, jhash_final, jhash_mix
+from kernels.numba_cache import depend_on
+
+depend_on(__file__, jhash)
+
 AF_INET = 2
 KUBE_PROXY_MAX_PER_CORE = 32768
 KUBE_PROXY_MIN = 131072
@@ -59,79 +63,22 @@ def default_sizes(rule: str = "kube-proxy", ncpu: int = 2,
 
 
 @njit(cache=True)
-def _rol32(x, k):
-    return ((x << k) | (x >> (32 - k))) & M32
-
-
-@njit(cache=True)
-def _jhash_mix(a, b, c):
-    a = (a - c) & M32
-    a ^= _rol32(c, 4)
-    c = (c + b) & M32
-    b = (b - a) & M32
-    b ^= _rol32(a, 6)
-    a = (a + c) & M32
-    c = (c - b) & M32
-    c ^= _rol32(b, 8)
-    b = (b + a) & M32
-    a = (a - c) & M32
-    a ^= _rol32(c, 16)
-    c = (c + b) & M32
-    b = (b - a) & M32
-    b ^= _rol32(a, 19)
-    a = (a + c) & M32
-    c = (c - b) & M32
-    c ^= _rol32(b, 4)
-    b = (b + a) & M32
-    return a, b, c
-
-
-@njit(cache=True)
-def _jhash_final(a, b, c):
-    c ^= b
-    c = (c - _rol32(b, 14)) & M32
-    a ^= c
-    a = (a - _rol32(c, 11)) & M32
-    b ^= a
-    b = (b - _rol32(a, 25)) & M32
-    c ^= b
-    c = (c - _rol32(b, 16)) & M32
-    a ^= c
-    a = (a - _rol32(c, 4)) & M32
-    b ^= a
-    b = (b - _rol32(a, 14)) & M32
-    c ^= b
-    c = (c - _rol32(b, 24)) & M32
-    return c
-
-
-@njit(cache=True)
 def _jhash2_9(w0, w1, w2, w3, w4, w5, w6, w7, w8, initval):
     """jhash2 over nine words (three mix rounds, no tail)."""
     a = (JHASH_INITVAL + (9 << 2) + initval) & M32
     b = a
     c = a
-    a, b, c = _jhash_mix((a + w0) & M32, (b + w1) & M32, (c + w2) & M32)
-    a, b, c = _jhash_mix((a + w3) & M32, (b + w4) & M32, (c + w5) & M32)
-    return _jhash_final((a + w6) & M32, (b + w7) & M32, (c + w8) & M32)
-
-
-@njit(cache=True)
-def _bswap32(x):
-    return ((x & 0xFF) << 24) | ((x & 0xFF00) << 8) | ((x >> 8) & 0xFF00) | ((x >> 24) & 0xFF)
-
-
-@njit(cache=True)
-def _bswap16(x):
-    return ((x & 0xFF) << 8) | ((x >> 8) & 0xFF)
+    a, b, c = jhash_mix((a + w0) & M32, (b + w1) & M32, (c + w2) & M32)
+    a, b, c = jhash_mix((a + w3) & M32, (b + w4) & M32, (c + w5) & M32)
+    return jhash_final((a + w6) & M32, (b + w7) & M32, (c + w8) & M32)
 
 
 @njit(cache=True)
 def _bucket(saddr, sport, daddr, dport, proto, rnd, nbuckets):
-    s = _bswap32(saddr)
-    d = _bswap32(daddr)
-    w4 = _bswap16(sport) | (AF_INET << 16)
-    seed = (rnd ^ ((_bswap16(dport) << 16) | proto)) & M32
+    s = bswap32(saddr)
+    d = bswap32(daddr)
+    w4 = bswap16(sport) | (AF_INET << 16)
+    seed = (rnd ^ ((bswap16(dport) << 16) | proto)) & M32
     h = _jhash2_9(s, 0, 0, 0, w4, d, 0, 0, 0, seed)
     return (h * nbuckets) >> 32
 

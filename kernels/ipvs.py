@@ -68,10 +68,13 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from kernels import jhash
 from kernels.cluster import PROTO_TCP, PROTO_UDP, Cluster
+from kernels.jhash import M32, bswap16, bswap32, jhash2, jhash_3words
+from kernels.numba_cache import depend_on
 
-M32 = 0xFFFFFFFF
-JHASH_INITVAL = 0xDEADBEEF
+depend_on(__file__, jhash)
+
 DEFAULT_NETNS_PTR = 0xFFFF888003A4C000
 """A typical x86_64 direct-map address of ``init_net`` (any value only permutes buckets)."""
 SVC_TAB_BITS = 8
@@ -83,124 +86,6 @@ IPSET_MAX_LOAD = 4
 MASQ_MARK = 0x4000
 
 
-# --------------------------------------------------------------------------- jhash (jhash.h)
-@njit(cache=True)
-def _rol32(x, k):
-    return ((x << k) | (x >> (32 - k))) & M32
-
-
-@njit(cache=True)
-def _jhash_mix(a, b, c):
-    a = (a - c) & M32
-    a ^= _rol32(c, 4)
-    c = (c + b) & M32
-    b = (b - a) & M32
-    b ^= _rol32(a, 6)
-    a = (a + c) & M32
-    c = (c - b) & M32
-    c ^= _rol32(b, 8)
-    b = (b + a) & M32
-    a = (a - c) & M32
-    a ^= _rol32(c, 16)
-    c = (c + b) & M32
-    b = (b - a) & M32
-    b ^= _rol32(a, 19)
-    a = (a + c) & M32
-    c = (c - b) & M32
-    c ^= _rol32(b, 4)
-    b = (b + a) & M32
-    return a, b, c
-
-
-@njit(cache=True)
-def _jhash_final(a, b, c):
-    c ^= b
-    c = (c - _rol32(b, 14)) & M32
-    a ^= c
-    a = (a - _rol32(c, 11)) & M32
-    b ^= a
-    b = (b - _rol32(a, 25)) & M32
-    c ^= b
-    c = (c - _rol32(b, 16)) & M32
-    a ^= c
-    a = (a - _rol32(c, 4)) & M32
-    b ^= a
-    b = (b - _rol32(a, 14)) & M32
-    c ^= b
-    c = (c - _rol32(b, 24)) & M32
-    return c
-
-
-@njit(cache=True)
-def _jhash_3words(a, b, c, initval):
-    iv = (initval + JHASH_INITVAL + 12) & M32
-    return _jhash_final((a + iv) & M32, (b + iv) & M32, (c + iv) & M32)
-
-
-@njit(cache=True)
-def _jhash_words(k, n, initval):
-    """jhash2(k, n, initval) over the first n words of k."""
-    a = (JHASH_INITVAL + (n << 2) + initval) & M32
-    b = a
-    c = a
-    i = 0
-    while n > 3:
-        a = (a + k[i]) & M32
-        b = (b + k[i + 1]) & M32
-        c = (c + k[i + 2]) & M32
-        a, b, c = _jhash_mix(a, b, c)
-        n -= 3
-        i += 3
-    if n == 0:
-        return c
-    if n == 3:
-        c = (c + k[i + 2]) & M32
-    if n >= 2:
-        b = (b + k[i + 1]) & M32
-    a = (a + k[i]) & M32
-    return _jhash_final(a, b, c)
-
-
-@njit(cache=True)
-def _jhash_bytes(key, initval):
-    """jhash(key, length, initval) over a uint8 array, reading little-endian words."""
-    length = key.shape[0]
-    a = (JHASH_INITVAL + length + initval) & M32
-    b = a
-    c = a
-    i = 0
-    while length > 12:
-        a = (a + (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24))) & M32
-        b = (b + (key[i + 4] | (key[i + 5] << 8) | (key[i + 6] << 16) | (key[i + 7] << 24))) & M32
-        c = (c + (key[i + 8] | (key[i + 9] << 8) | (key[i + 10] << 16) | (key[i + 11] << 24))) & M32
-        a, b, c = _jhash_mix(a, b, c)
-        length -= 12
-        i += 12
-    if length == 0:
-        return c
-    for j in range(length - 1, -1, -1):
-        v = np.int64(key[i + j]) << (8 * (j % 4))
-        if j >= 8:
-            c = (c + v) & M32
-        elif j >= 4:
-            b = (b + v) & M32
-        else:
-            a = (a + v) & M32
-    return _jhash_final(a, b, c)
-
-
-def jhash_3words(a: int, b: int, c: int, initval: int) -> int:
-    """Linux ``jhash_3words`` (include/linux/jhash.h) on 32-bit values."""
-    return int(_jhash_3words(np.int64(a & M32), np.int64(b & M32), np.int64(c & M32),
-                             np.int64(initval & M32)))
-
-
-def jhash_bytes(data: bytes, initval: int) -> int:
-    """Linux ``jhash`` (byte-wise, little-endian word reads) = Bob Jenkins' lookup3 hashlittle."""
-    return int(_jhash_bytes(np.frombuffer(data, dtype=np.uint8).astype(np.int64),
-                            np.int64(initval & M32)))
-
-
 # --------------------------------------------------------------------------- hashes
 @njit(cache=True)
 def _svc_hashkey(proto, addr, port, fold, bits):
@@ -210,7 +95,7 @@ def _svc_hashkey(proto, addr, port, fold, bits):
 
 @njit(cache=True)
 def _svc_hashkey_resizable(proto, addr, port, fold, bits, seed):
-    return _jhash_3words((addr ^ fold) & M32, port, proto, seed) & ((1 << bits) - 1)
+    return jhash_3words((addr ^ fold) & M32, port, proto, seed) & ((1 << bits) - 1)
 
 
 @njit(cache=True)
@@ -219,21 +104,11 @@ def _fwm_hashkey(fwmark, fold, bits):
 
 
 @njit(cache=True)
-def _bswap32(x):
-    return ((x & 0xFF) << 24) | ((x & 0xFF00) << 8) | ((x >> 8) & 0xFF00) | ((x >> 24) & 0xFF)
-
-
-@njit(cache=True)
-def _bswap16(x):
-    return ((x & 0xFF) << 8) | ((x >> 8) & 0xFF)
-
-
-@njit(cache=True)
 def _conn_hashkey(addr, port, proto, rnd, fold, bits, little_endian):
     if little_endian:
-        addr = _bswap32(addr)
-        port = _bswap16(port)
-    return (_jhash_3words(addr, port, proto, rnd) ^ fold) & ((1 << bits) - 1)
+        addr = bswap32(addr)
+        port = bswap16(port)
+    return (jhash_3words(addr, port, proto, rnd) ^ fold) & ((1 << bits) - 1)
 
 
 def svc_bucket(proto: int, addr: int, port: int, netns_ptr: int = DEFAULT_NETNS_PTR,
@@ -285,7 +160,7 @@ def _conn_buckets(addr, port, proto, rnd, fold, bits, little_endian):
 def _set_buckets(keys, nwords, seed, bits):
     out = np.empty(keys.shape[0], dtype=np.int64)
     for i in range(keys.shape[0]):
-        out[i] = _jhash_words(keys[i], nwords, seed) & ((1 << bits) - 1)
+        out[i] = jhash2(keys[i], nwords, seed) & ((1 << bits) - 1)
     return out
 
 
@@ -323,7 +198,7 @@ def _set_lookup(keys, nwords, seed, bits, head, nxt, w0, w1, w2):
     tmp[0] = w0
     tmp[1] = w1
     tmp[2] = w2
-    i = head[_jhash_words(tmp, nwords, seed) & ((1 << bits) - 1)]
+    i = head[jhash2(tmp, nwords, seed) & ((1 << bits) - 1)]
     probes = 1
     while i >= 0:
         probes += 1
@@ -828,7 +703,7 @@ def _mset_lookup(keys, nxt, head, kptr, hptr, nwords, seeds, bits, s, w0, w1, w2
     tmp[0] = w0
     tmp[1] = w1
     tmp[2] = w2
-    i = head[hptr[s] + (_jhash_words(tmp, nwords[s], seeds[s]) & ((1 << bits[s]) - 1))]
+    i = head[hptr[s] + (jhash2(tmp, nwords[s], seeds[s]) & ((1 << bits[s]) - 1))]
     probes = 1
     while i >= 0:
         probes += 1

@@ -64,10 +64,13 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from kernels import jhash
 from kernels.cluster import Cluster, parse_cidr
+from kernels.jhash import JHASH_INITVAL, M32, jhash_final
+from kernels.numba_cache import depend_on
 
-M32 = 0xFFFFFFFF
-JHASH_INITVAL = 0xDEADBEEF
+depend_on(__file__, jhash)
+
 RHASH_ELEMENT_HINT = 3
 RHASH_MIN_SIZE = 4
 
@@ -84,30 +87,6 @@ CH_SERVICE, CH_EXTERNAL, CH_FIREWALL = 0, 1, 2
 
 
 @njit(cache=True)
-def _rol32(x, k):
-    return ((x << k) | (x >> (32 - k))) & M32
-
-
-@njit(cache=True)
-def _jhash_final(a, b, c):
-    c ^= b
-    c = (c - _rol32(b, 14)) & M32
-    a ^= c
-    a = (a - _rol32(c, 11)) & M32
-    b ^= a
-    b = (b - _rol32(a, 25)) & M32
-    c ^= b
-    c = (c - _rol32(b, 16)) & M32
-    a ^= c
-    a = (a - _rol32(c, 4)) & M32
-    b ^= a
-    b = (b - _rol32(a, 14)) & M32
-    c ^= b
-    c = (c - _rol32(b, 24)) & M32
-    return c
-
-
-@njit(cache=True)
 def _jhash_nwords(w0, w1, w2, n, initval):
     """jhash2 over n <= 3 words (= jhash_1word / jhash over 4·n bytes)."""
     a = (JHASH_INITVAL + (n << 2) + initval) & M32
@@ -118,7 +97,7 @@ def _jhash_nwords(w0, w1, w2, n, initval):
     if n >= 2:
         b = (b + w1) & M32
     a = (a + w0) & M32
-    return _jhash_final(a, b, c)
+    return jhash_final(a, b, c)
 
 
 def rhash_buckets(elements: int) -> int:

@@ -1,31 +1,13 @@
-"""IPVS model (spec A.1, A.2, B.2): Jenkins hash, kernel hash keys, tables vs naive references."""
-
-import struct
+"""IPVS model (spec A.1, A.2, B.2): kernel hash keys, tables vs naive references."""
 
 import numpy as np
 import pytest
 from naive.ipvs import conn_find, conn_table, svc_find, svc_table
-from naive.ipvs import jhash_3words as naive_jhash_3words
 
 from kernels import ipvs
 from kernels.cluster import build_cluster
+from kernels.jhash import jhash_3words
 from kernels.traffic import make_packets
-
-
-def test_jhash_known_vectors():
-    # Bob Jenkins' lookup3.c driver5 values for hashlittle (= Linux jhash on little-endian).
-    assert ipvs.jhash_bytes(b"", 0) == 0xDEADBEEF
-    assert ipvs.jhash_bytes(b"Four score and seven years ago", 0) == 0x17770551
-    assert ipvs.jhash_bytes(b"Four score and seven years ago", 1) == 0xCD628161
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_jhash_3words_equals_jhash_of_the_words_and_naive(seed):
-    rng = np.random.default_rng(seed)
-    for a, b, c, iv in rng.integers(0, 2**32, size=(200, 4), dtype=np.uint64).tolist():
-        got = ipvs.jhash_3words(a, b, c, iv)
-        assert got == ipvs.jhash_bytes(struct.pack("<3I", a, b, c), iv)
-        assert got == naive_jhash_3words(a, b, c, iv)
 
 
 def test_svc_bucket_hand_computed():
@@ -48,7 +30,7 @@ def test_conn_bucket_uses_network_order_words():
     addr, port = 0x0A400005, 40000
     raw_a = int.from_bytes(addr.to_bytes(4, "big"), "little")
     raw_p = int.from_bytes(port.to_bytes(2, "big"), "little")
-    h = ipvs.jhash_3words(raw_a, raw_p, 6, rnd) ^ ((ptr >> 8) & 0xFFFFFFFF)
+    h = jhash_3words(raw_a, raw_p, 6, rnd) ^ ((ptr >> 8) & 0xFFFFFFFF)
     assert ipvs.conn_bucket(addr, port, 6, rnd, ptr, bits=12) == h & 4095
 
 

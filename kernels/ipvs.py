@@ -70,7 +70,7 @@ from numba import njit
 
 from kernels import jhash
 from kernels.cluster import PROTO_TCP, PROTO_UDP, Cluster
-from kernels.jhash import M32, bswap16, bswap32, jhash2, jhash_3words
+from kernels.jhash import M32, bswap16, bswap32, jhash2, jhash_3words, jhash_nwords
 from kernels.numba_cache import depend_on
 
 depend_on(__file__, jhash)
@@ -189,23 +189,6 @@ def build_hash_set(keys: np.ndarray, nwords: int, seed: int) -> HashSet:
     rev = keys[::-1].copy()
     head, nxt = _chain_insert(_set_buckets(rev, nwords, seed & M32, bits), 1 << bits)
     return HashSet(rev, nwords, bits, seed & M32, head, nxt)
-
-
-@njit(cache=True)
-def _set_lookup(keys, nwords, seed, bits, head, nxt, w0, w1, w2):
-    """Return (hit, probes) for the key (w0, w1, w2)."""
-    tmp = np.empty(3, dtype=np.int64)
-    tmp[0] = w0
-    tmp[1] = w1
-    tmp[2] = w2
-    i = head[jhash2(tmp, nwords, seed) & ((1 << bits) - 1)]
-    probes = 1
-    while i >= 0:
-        probes += 1
-        if keys[i, 0] == w0 and keys[i, 1] == w1 and keys[i, 2] == w2:
-            return True, probes
-        i = nxt[i]
-    return False, probes
 
 
 # --------------------------------------------------------------------------- tables
@@ -699,11 +682,7 @@ def build_set_tables(sets: list[HashSet], nodeport_bitmap: np.ndarray,
 @njit(cache=True)
 def _mset_lookup(keys, nxt, head, kptr, hptr, nwords, seeds, bits, s, w0, w1, w2):
     """Lookup in hash set ``s``: (hit, probes)."""
-    tmp = np.empty(3, dtype=np.int64)
-    tmp[0] = w0
-    tmp[1] = w1
-    tmp[2] = w2
-    i = head[hptr[s] + (jhash2(tmp, nwords[s], seeds[s]) & ((1 << bits[s]) - 1))]
+    i = head[hptr[s] + (jhash_nwords(w0, w1, w2, nwords[s], seeds[s]) & ((1 << bits[s]) - 1))]
     probes = 1
     while i >= 0:
         probes += 1

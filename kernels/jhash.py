@@ -107,6 +107,21 @@ def jhash2(k, n, initval):
 
 
 @njit(cache=True)
+def jhash_nwords(w0, w1, w2, n, initval):
+    """jhash2 over the first n (1 to 3) of the words w0, w1, w2 (= jhash_1word / jhash over
+    4·n bytes), without an array: ipsets and nftables hash keys of at most three words."""
+    a = (JHASH_INITVAL + (n << 2) + initval) & M32
+    b = a
+    c = a
+    if n == 3:
+        c = (c + w2) & M32
+    if n >= 2:
+        b = (b + w1) & M32
+    a = (a + w0) & M32
+    return jhash_final(a, b, c)
+
+
+@njit(cache=True)
 def jhash_array(key, initval):
     """jhash(key, length, initval) over the bytes in an int64 array (little-endian words)."""
     length = key.shape[0]

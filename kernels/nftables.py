@@ -66,7 +66,7 @@ from numba import njit
 
 from kernels import jhash
 from kernels.cluster import Cluster, parse_cidr
-from kernels.jhash import JHASH_INITVAL, M32, jhash_final
+from kernels.jhash import M32, jhash_nwords
 from kernels.numba_cache import depend_on
 
 depend_on(__file__, jhash)
@@ -84,20 +84,6 @@ BASE_CHAIN_RULES = {
 """Rules of kube-proxy's fixed chains (spec B.3)."""
 
 CH_SERVICE, CH_EXTERNAL, CH_FIREWALL = 0, 1, 2
-
-
-@njit(cache=True)
-def _jhash_nwords(w0, w1, w2, n, initval):
-    """jhash2 over n <= 3 words (= jhash_1word / jhash over 4·n bytes)."""
-    a = (JHASH_INITVAL + (n << 2) + initval) & M32
-    b = a
-    c = a
-    if n == 3:
-        c = (c + w2) & M32
-    if n >= 2:
-        b = (b + w1) & M32
-    a = (a + w0) & M32
-    return jhash_final(a, b, c)
 
 
 def rhash_buckets(elements: int) -> int:
@@ -118,7 +104,7 @@ def _rhash_build(keys, nwords, seed, nbuckets):
     head = np.full(nbuckets, -1, dtype=np.int64)
     nxt = np.full(keys.shape[0], -1, dtype=np.int64)
     for i in range(keys.shape[0]):
-        b = _jhash_nwords(keys[i, 0], keys[i, 1], keys[i, 2], nwords, seed) & (nbuckets - 1)
+        b = jhash_nwords(keys[i, 0], keys[i, 1], keys[i, 2], nwords, seed) & (nbuckets - 1)
         nxt[i] = head[b]
         head[b] = i
     return head, nxt
@@ -127,7 +113,7 @@ def _rhash_build(keys, nwords, seed, nbuckets):
 @njit(cache=True)
 def _rhash_lookup(head, nxt, keys, vals, nwords, seed, w0, w1, w2):
     """(value or -1, probes)."""
-    i = head[_jhash_nwords(w0, w1, w2, nwords, seed) & (head.shape[0] - 1)]
+    i = head[jhash_nwords(w0, w1, w2, nwords, seed) & (head.shape[0] - 1)]
     probes = 1
     while i >= 0:
         probes += 1
@@ -174,7 +160,7 @@ def _numgen_maps_build(n_per, bptr, eptr, seeds, total_buckets):
     for s in range(n_per.shape[0]):
         nb = bptr[s + 1] - bptr[s]
         for j in range(n_per[s]):
-            b = bptr[s] + ((_jhash_nwords(j, 0, 0, 1, seeds[s]) * nb) >> 32)
+            b = bptr[s] + ((jhash_nwords(j, 0, 0, 1, seeds[s]) * nb) >> 32)
             e = eptr[s] + j
             nxt[e] = head[b]
             head[b] = e
@@ -371,7 +357,7 @@ def _aff_find(a_nb, a_reg, bpool, el_addr, el_time, el_next, a_cnt, sid, seed, a
     """
     if a_reg[sid] < 0:
         return -1, 1
-    b = a_reg[sid] + (_jhash_nwords(addr, 0, 0, 1, seed) & (a_nb[sid] - 1))
+    b = a_reg[sid] + (jhash_nwords(addr, 0, 0, 1, seed) & (a_nb[sid] - 1))
     probes = 1
     prev = -1
     i = bpool[b]
@@ -405,7 +391,7 @@ def _aff_update(a_nb, a_reg, a_cnt, bpool, top, el_addr, el_time, el_next, n_el,
     if a_reg[sid] < 0:
         a_reg[sid] = top
         top += a_nb[sid]
-    b = a_reg[sid] + (_jhash_nwords(addr, 0, 0, 1, seed) & (a_nb[sid] - 1))
+    b = a_reg[sid] + (jhash_nwords(addr, 0, 0, 1, seed) & (a_nb[sid] - 1))
     el_addr[n_el] = addr
     el_time[n_el] = now
     el_next[n_el] = bpool[b]
@@ -425,7 +411,7 @@ def _aff_update(a_nb, a_reg, a_cnt, bpool, top, el_addr, el_time, el_next, n_el,
             while j >= 0:
                 nx = el_next[j]
                 el_next[j] = -1
-                t = a_reg[sid] + (_jhash_nwords(el_addr[j], 0, 0, 1, seed) & (nb - 1))
+                t = a_reg[sid] + (jhash_nwords(el_addr[j], 0, 0, 1, seed) & (nb - 1))
                 tail = tail0 if t == a_reg[sid] + ob else tail1
                 if tail < 0:
                     bpool[t] = j
@@ -557,7 +543,7 @@ def _first_packets(
                     v = (np.random.randint(0, 2**32) * nep) >> 32
                     nb = ng_bptr[sp + 1] - ng_bptr[sp]
                     i = ng_head[ng_bptr[sp]
-                                + ((_jhash_nwords(v, 0, 0, 1, ng_seed[sp]) * nb) >> 32)]
+                                + ((jhash_nwords(v, 0, 0, 1, ng_seed[sp]) * nb) >> 32)]
                     pb += 1
                     while i >= 0:
                         pb += 1

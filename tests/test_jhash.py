@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from naive.ipvs import jhash_3words as naive_jhash_3words
 
-from kernels.jhash import jhash2, jhash_3words, jhash_bytes
+from kernels.jhash import jhash2, jhash_3words, jhash_bytes, jhash_nwords
 
 
 def test_jhash_known_vectors():
@@ -36,3 +36,11 @@ def test_jhash2_equals_jhash_of_the_same_bytes(n):
         iv = int(rng.integers(0, 2**32))
         got = jhash2(words.astype(np.int64), n, iv)
         assert got == jhash_bytes(struct.pack(f"<{n}I", *words.tolist()), iv)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_jhash_nwords_equals_jhash2_of_the_first_n_words(n):
+    rng = np.random.default_rng(100 + n)
+    for w0, w1, w2, iv in rng.integers(0, 2**32, size=(200, 4), dtype=np.uint64).tolist():
+        words = np.array([w0, w1, w2], dtype=np.int64)
+        assert jhash_nwords(w0, w1, w2, n, iv) == jhash2(words, n, iv)
